@@ -22,6 +22,8 @@ from engine.events import (
 )
 from engine.isa import (
     ARITH_FLAGS,
+    PTE_FRAME_MASK,
+    PTE_U,
     CR0_PG,
     CR_NAME_OF,
     FLAGS_WRITABLE,
@@ -74,6 +76,7 @@ class CPU:
         self.interrupts = interrupts
         self.timer = timer
         self.sink = sink
+        interrupts.on_raise = self._interrupt_raised
         # 16 slots so a NO_BASE (0xF) memory base reads as 0 without a branch; only 0..8 are writable.
         self.regs: list[int] = [0] * 16
         self.pc = 0
@@ -86,6 +89,7 @@ class CPU:
         self.idtr = 0
         self.paging = False
         self.waiting = False
+        self.attention = False  # halted, waiting or an interrupt pending: the run loop must look
         self.halt_reason: str | None = None
         self.exit_code = 0
         self.steps = 0
@@ -109,76 +113,127 @@ class CPU:
         """Control registers by name, for display."""
         return {"cr0": self.cr0, "cr2": self.cr2, "cr3": self.cr3, "ksp": self.ksp, "idtr": self.idtr}
 
+    def _interrupt_raised(self) -> None:
+        self.attention = True
+
     def halt(self, reason: str, exit_code: int = 0) -> None:
         """Stop the machine; further steps do nothing."""
         self.halt_reason = reason
         self.exit_code = exit_code
         self.waiting = False
+        self.attention = True
         events = self.sink.events
         if events is not None:
             events.append(MachineHalted(self.sink.step, reason, exit_code))
 
     # ------------------------------------------------------------------ the loop
     def run(self, max_steps: int) -> int:
-        """Execute up to `max_steps` steps (an instruction, or an interrupt delivery); returns steps done."""
+        """Execute up to `max_steps` steps (an instruction, or an interrupt delivery); returns steps done.
+
+        The hot path keeps the current fetch page in locals while it stays the TLB's most recent entry
+        (so LRU order and hit counts are exactly what a per-fetch lookup would give), and re-reads
+        everything an instruction of class privileged/sensitive/trap may change after it runs.
+        """
         interrupts = self.interrupts
         timer = self.timer
         icache = self.icache
         mmu = self.mmu
+        translate = mmu.translate
         sink = self.sink
         events = sink.events
-        done = 0
-        while done < max_steps and self.halt_reason is None:
-            if events is not None:
-                sink.step = self.steps
-            if self.waiting and not interrupts.pending:
-                if not timer.interval:
-                    self.halt("hlt with interrupts enabled but no interrupt source: the machine sleeps forever")
-                    break
-                self.cycles += timer.countdown  # idle until the timer fires
-                timer.tick(timer.countdown)
-            if interrupts.pending and self.flags & IF:
-                self.waiting = False
-                vector = interrupts.take()
-                self.steps += 1
-                done += 1
-                self._deliver(vector, 0, 0, self.pc, self.pc)
-                continue
-            pc = self.pc
-            self.steps += 1
-            done += 1
-            try:
-                if pc & 7:
-                    raise Fault(Vector.ALIGNMENT, 0, pc)
-                pa = mmu.translate(pc, FETCH, self.ring == 3) if self.paging else pc
-                decoded = icache.get(pa)
-                if decoded is None:
-                    decoded = self._decode(pa)
-                handler, a, b, imm, cycles, privileged, spec = decoded
-                if events is not None:
-                    events.append(InstructionExecuted(sink.step, pc, format_instruction(spec, a, b, imm),
-                                                      self.ring, spec.klass.value))
-                if privileged and self.ring:
-                    raise Fault(Vector.PRIVILEGED, 0, pc)
-                self.pc = pc + INSTRUCTION_SIZE
-                handler(a, b, imm)
-                self.cycles += cycles
-                self.instructions += 1
-                if timer.interval:
-                    timer.countdown -= 1
-                    if timer.countdown <= 0:
-                        timer.tick(0)
-            except Fault as fault:
-                self.pc = pc
-                if fault.vector == Vector.PAGE_FAULT:
-                    self.cr2 = fault.address
-                self._deliver(fault.vector, fault.error_code, fault.address, pc, pc)
-            except BusError as error:
-                self.pc = pc
-                self.halt(f"bus error: {error}", 1)
-        return done
+        fast = events is None
+        steps = self.steps
+        start = steps
+        limit = steps + max_steps
+        instructions = cycles = fetch_hits = 0
+        fetch_vpn = fetch_key = -1  # fetch page cached in locals; -1 = none
+        fetch_base = 0
+        hit_increment = 1 if self.paging else 0
+        tick, countdown = timer.interval, timer.countdown
+        try:
+            while steps < limit:
+                if self.attention:
+                    if self.halt_reason is not None:
+                        break
+                    if events is not None:
+                        sink.step = steps
+                    if self.waiting and not interrupts.pending:
+                        if not tick:
+                            self.halt("hlt with interrupts enabled but no interrupt source: "
+                                      "the machine sleeps forever")
+                            break
+                        cycles += countdown  # idle until the timer fires
+                        countdown = tick
+                        interrupts.raise_irq(Vector.TIMER, timer.name)
+                    if interrupts.pending and self.flags & IF:
+                        self.waiting = False
+                        steps += 1
+                        self._deliver(interrupts.take(), 0, 0, self.pc, self.pc)
+                        fetch_vpn = -1
+                        self.attention = bool(interrupts.pending) or self.halt_reason is not None
+                        continue
+                    if not interrupts.pending and not self.waiting:
+                        self.attention = False
+                pc = self.pc
+                if not fast:
+                    sink.step = steps
+                steps += 1
+                try:
+                    if pc >> 12 == fetch_vpn and mmu.last_key == fetch_key:
+                        pa = fetch_base | (pc & 0xFFF)
+                        fetch_hits += hit_increment
+                    else:
+                        if pc & 7:
+                            raise Fault(Vector.ALIGNMENT, 0, pc)
+                        pa = translate(pc, FETCH, self.ring == 3) if self.paging else pc
+                        if fast:
+                            fetch_vpn, fetch_base, fetch_key = pc >> 12, pa & PTE_FRAME_MASK, mmu.last_key
+                    decoded = icache.get(pa)
+                    if decoded is None:
+                        decoded = self._decode(pa, pc)
+                    handler, a, b, imm, op_cycles, special, spec = decoded
+                    if events is not None:
+                        events.append(InstructionExecuted(steps - 1, pc, format_instruction(spec, a, b, imm),
+                                                          self.ring, spec.klass.value))
+                    self.pc = pc + INSTRUCTION_SIZE
+                    if special:
+                        if self.ring and spec.klass is InstrClass.PRIVILEGED:
+                            raise Fault(Vector.PRIVILEGED, 0, pc)
+                        timer.countdown = countdown
+                        fetch_vpn = -1
+                        handler(a, b, imm)
+                        tick, countdown = timer.interval, timer.countdown
+                        hit_increment = 1 if self.paging else 0
+                    else:
+                        handler(a, b, imm)
+                    cycles += op_cycles
+                    instructions += 1
+                    if tick:
+                        countdown -= 1
+                        if countdown <= 0:
+                            countdown = tick
+                            interrupts.raise_irq(Vector.TIMER, timer.name)
+                except Fault as fault:
+                    self.pc = pc
+                    fetch_vpn = -1
+                    if fault.vector == Vector.PAGE_FAULT:
+                        self.cr2 = fault.address
+                    self._deliver(fault.vector, fault.error_code, fault.address, pc, pc)
+                except BusError as error:
+                    self.pc = pc
+                    self.halt(f"bus error: {error}", 1)
+        finally:
+            timer.countdown = countdown
+            self.steps = steps
+            self.instructions += instructions
+            self.cycles += cycles
+            if fetch_hits:
+                mmu.counters["tlb_hits"] += fetch_hits
+        return steps - start
 
-    def _decode(self, pa: int) -> Decoded:
+    def _decode(self, pa: int, pc: int) -> Decoded:
+        if pa & 7:
+            raise Fault(Vector.ALIGNMENT, 0, pc)
         if pa + INSTRUCTION_SIZE > self.mem_size:
             raise BusError(f"instruction fetch at {pa:#x} is outside physical memory ({self.mem_size:#x} bytes)")
         mem = self.mem
@@ -187,9 +242,9 @@ class CPU:
         a, b = fields & 0xF, fields >> 4
         imm = int.from_bytes(mem[pa + 4:pa + 8], "little")
         if spec is None or mem[pa + 2] or mem[pa + 3] or not _operands_valid(spec, a, b, imm):
-            raise Fault(Vector.INVALID_OPCODE, 0, pa)
+            raise Fault(Vector.INVALID_OPCODE, 0, pc)
         decoded: Decoded = (self._handlers[spec.opcode], a, b, imm, spec.cycles,
-                            spec.klass is InstrClass.PRIVILEGED, spec)
+                            spec.klass is not InstrClass.INNOCUOUS or spec.name in _TRAPPING, spec)
         self.icache[pa] = decoded
         return decoded
 
@@ -294,30 +349,15 @@ class CPU:
     def _add(self, x: int, y: int) -> int:
         total = x + y
         result = total & WORD_MASK
-        flags = self.flags & NOT_ARITH
-        if result == 0:
-            flags |= Z
-        elif result & SIGN:
-            flags |= N
-        if total > WORD_MASK:
-            flags |= C
-        if ~(x ^ y) & (x ^ result) & SIGN:
-            flags |= V
-        self.flags = flags
+        # Branch-free Z, N, C, V (bits 0-3), keeping IF: this is the hottest code in the engine.
+        self.flags = ((self.flags & IF) | (result == 0) | ((result >> 31) << 1) | ((total >> 32) << 2)
+                      | (((~(x ^ y) & (x ^ result)) >> 31 & 1) << 3))
         return result
 
     def _sub(self, x: int, y: int) -> int:
         result = (x - y) & WORD_MASK
-        flags = self.flags & NOT_ARITH
-        if result == 0:
-            flags |= Z
-        elif result & SIGN:
-            flags |= N
-        if x < y:
-            flags |= C
-        if (x ^ y) & (x ^ result) & SIGN:
-            flags |= V
-        self.flags = flags
+        self.flags = ((self.flags & IF) | (result == 0) | ((result >> 31) << 1) | ((x < y) << 2)
+                      | ((((x ^ y) & (x ^ result)) >> 31 & 1) << 3))
         return result
 
     # ------------------------------------------------------------------ instructions
@@ -360,7 +400,12 @@ class CPU:
         self.regs[a] = self._add(self.regs[a], self.regs[b])
 
     def op_addi(self, a: int, b: int, imm: int) -> None:
-        self.regs[a] = self._add(self.regs[a], imm)
+        regs = self.regs
+        x = regs[a]
+        total = x + imm
+        regs[a] = result = total & WORD_MASK
+        self.flags = ((self.flags & IF) | (result == 0) | ((result >> 31) << 1) | ((total >> 32) << 2)
+                      | (((~(x ^ imm) & (x ^ result)) >> 31 & 1) << 3))
 
     def op_sub(self, a: int, b: int, imm: int) -> None:
         self.regs[a] = self._sub(self.regs[a], self.regs[b])
@@ -438,7 +483,10 @@ class CPU:
         self._sub(self.regs[a], self.regs[b])
 
     def op_cmpi(self, a: int, b: int, imm: int) -> None:
-        self._sub(self.regs[a], imm)
+        x = self.regs[a]
+        result = (x - imm) & WORD_MASK
+        self.flags = ((self.flags & IF) | (result == 0) | ((result >> 31) << 1) | ((x < imm) << 2)
+                      | ((((x ^ imm) & (x ^ result)) >> 31 & 1) << 3))
 
     def op_test(self, a: int, b: int, imm: int) -> None:
         saved = self.regs[a]
@@ -535,6 +583,7 @@ class CPU:
     def op_hlt(self, a: int, b: int, imm: int) -> None:
         if self.flags & IF:
             self.waiting = True
+            self.attention = True
         else:
             self.halt("hlt with interrupts disabled", 0)
 
@@ -609,6 +658,10 @@ class CPU:
         """Architectural registers as plain values (for snapshots and display)."""
         return {"regs": self.regs[:NUM_REGS], "pc": self.pc, "flags": self.flags, "ring": self.ring,
                 **self.control_registers}
+
+
+# Innocuous instructions that still leave through the trap table (they change ring and pc).
+_TRAPPING = frozenset({"SYSCALL", "BRK", "HYPERCALL"})
 
 
 class _TripleFault(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.events import InterruptRaised, PortIO
@@ -100,16 +101,23 @@ class PowerControl:
         self.exit_code = value
 
 
+def _nothing() -> None:
+    pass
+
+
 class InterruptController:
     """Pending interrupt lines, delivered lowest vector first when IF allows."""
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.pending: set[int] = set()
+        self.on_raise: Callable[[], None] = _nothing
+        """Called on every raise (the CPU uses it to look at interrupts only when one is pending)."""
 
     def raise_irq(self, vector: int, device: str) -> None:
         """Mark `vector` pending (idempotent, like a level-triggered line)."""
         self.pending.add(vector)
+        self.on_raise()
         events = self.sink.events
         if events is not None:
             events.append(InterruptRaised(self.sink.step, vector, device))

@@ -100,6 +100,7 @@ class MMU:
         self.asid = 0
         self.asid_key = 0  # asid << 20 when tagged, else 0
         self.last_key = -1  # most recently used TLB key (already in MRU position)
+        self.last_entry = 0  # its entry, so the CPU can reuse it for consecutive fetches from one page
         self.counters = {"tlb_hits": 0, "tlb_misses": 0, "walks": 0, "pte_reads": 0, "page_faults": 0}
 
     # ----------------------------------------------------------------- cr3 and flushes
@@ -109,6 +110,7 @@ class MMU:
         self.asid = value & 0xFFF
         if self.tlb_tagged:
             self.asid_key = self.asid << VPN_BITS
+            self.last_key = -1
         else:
             self.flush_all("cr3")
 
@@ -145,6 +147,7 @@ class MMU:
                     del self.tlb[key]
                     self.tlb[key] = entry
                 self.last_key = key
+                self.last_entry = entry
                 events = self.sink.events
                 if events is not None:
                     events.append(TlbLookup(self.sink.step, va, va >> PAGE_SHIFT, self.asid, True,
@@ -230,6 +233,7 @@ class MMU:
                                        old >> PAGE_SHIFT, self.tlb_policy))
         tlb[key] = entry
         self.last_key = key
+        self.last_entry = entry
         if events is not None:
             events.append(TlbFill(self.sink.step, key & 0xFFFFF, key >> VPN_BITS, entry >> PAGE_SHIFT,
                                   entry & 0xFFF, len(tlb) - 1))

@@ -1,0 +1,69 @@
+"""The `vizvm` command line. Headless subcommands never import textual or rich."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from vizvm import __version__
+
+
+def _version_text() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        textual_version = version("textual")
+    except PackageNotFoundError:  # pragma: no cover - textual is a hard dependency
+        textual_version = "not installed"
+    return f"vizvm {__version__} (textual {textual_version}, Python {sys.version.split()[0]})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="vizvm",
+        description="Step a simulated machine and watch traps, page walks and I/O. "
+                    "With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=_version_text())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    asm = sub.add_parser("asm", help="assemble a file and print its listing")
+    asm.add_argument("file", help="assembly source (.s)")
+
+    trace = sub.add_parser("trace", help="run headless and print the event stream")
+    trace.add_argument("program", nargs="?", default=None,
+                       help="a .s file (bare metal unless --kernel) or a shipped sample name "
+                            "(runs under the shipped kernel); default: the kernel with hello and count")
+    trace.add_argument("--steps", type=int, default=10_000, help="maximum steps to run (default 10000)")
+    trace.add_argument("--json", action="store_true", help="print JSON Lines (see docs/trace.md)")
+    trace.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
+    trace.add_argument("--kinds", default=None,
+                       help="comma-separated event kinds to print (default: all), e.g. trap,walk,io")
+    trace.add_argument("--seed", type=int, default=0, help="seed for the engine's random choices")
+
+    run = sub.add_parser("run", help="open the app on a program")
+    run.add_argument("program", help="a .s file or a shipped sample name")
+    run.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vizvm` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "asm":
+        from vizvm.cli_asm import run_asm
+
+        return run_asm(args.file, sys.stdout)
+    if args.command == "trace":
+        from vizvm.cli_trace import run_trace
+
+        return run_trace(args, sys.stdout)
+    from vizvm.launch import launch_app
+
+    return launch_app(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
