@@ -145,7 +145,8 @@ class CPU:
         steps = self.steps
         start = steps
         limit = steps + max_steps
-        instructions = cycles = fetch_hits = 0
+        cycles = fetch_hits = 0
+        not_retired = 0  # steps that retired no instruction (faults, interrupt deliveries)
         fetch_vpn = fetch_key = -1  # fetch page cached in locals; -1 = none
         fetch_base = 0
         hit_increment = 1 if self.paging else 0
@@ -175,14 +176,15 @@ class CPU:
                     if not interrupts.pending and not self.waiting:
                         self.attention = False
                 pc = self.pc
-                if not fast:
-                    sink.step = steps
                 steps += 1
                 try:
                     if pc >> 12 == fetch_vpn and mmu.last_key == fetch_key:
                         pa = fetch_base | (pc & 0xFFF)
                         fetch_hits += hit_increment
                     else:
+                        # Recording never takes the branch above (fetch_vpn stays -1), so this is
+                        # the one place a recorded step sets the step number its events carry.
+                        sink.step = steps - 1
                         if pc & 7:
                             raise Fault(Vector.ALIGNMENT, 0, pc)
                         pa = translate(pc, FETCH, self.ring == 3) if self.paging else pc
@@ -195,7 +197,7 @@ class CPU:
                     if events is not None:
                         events.append(InstructionExecuted(steps - 1, pc, format_instruction(spec, a, b, imm),
                                                           self.ring, spec.klass.value))
-                    self.pc = pc + INSTRUCTION_SIZE
+                    self.pc = pc + 8  # INSTRUCTION_SIZE, as a constant: this line runs for every instruction
                     if special:
                         if self.ring and spec.klass is InstrClass.PRIVILEGED:
                             raise Fault(Vector.PRIVILEGED, 0, pc)
@@ -207,7 +209,6 @@ class CPU:
                     else:
                         handler(a, b, imm)
                     cycles += op_cycles
-                    instructions += 1
                     if tick:
                         countdown -= 1
                         if countdown <= 0:
@@ -216,16 +217,18 @@ class CPU:
                 except Fault as fault:
                     self.pc = pc
                     fetch_vpn = -1
+                    not_retired += 1
                     if fault.vector == Vector.PAGE_FAULT:
                         self.cr2 = fault.address
                     self._deliver(fault.vector, fault.error_code, fault.address, pc, pc)
                 except BusError as error:
                     self.pc = pc
+                    not_retired += 1
                     self.halt(f"bus error: {error}", 1)
         finally:
             timer.countdown = countdown
             self.steps = steps
-            self.instructions += instructions
+            self.instructions += steps - start - not_retired
             self.cycles += cycles
             if fetch_hits:
                 mmu.counters["tlb_hits"] += fetch_hits
