@@ -278,6 +278,7 @@ class Machine:
         self.console.input, self.console.input_pos = d["console_input"], d["console_input_pos"]
         self.timer.interval, self.timer.countdown = d["timer_interval"], d["timer_countdown"]
         self.interrupts.pending = set(d["pending"])
+        cpu.attention = cpu.halt_reason is not None or cpu.waiting or bool(self.interrupts.pending)
         self.power.exit_code = d["power"]
         self.ports.counters.clear()
         self.ports.counters.update(dict(d["port_counters"]))
