@@ -22,8 +22,7 @@ from engine.events import (
 )
 from engine.isa import (
     ARITH_FLAGS,
-    PTE_FRAME_MASK,
-    PTE_U,
+    CR,
     CR0_PG,
     CR_NAME_OF,
     FLAGS_WRITABLE,
@@ -34,11 +33,11 @@ from engine.isa import (
     NUM_REGS,
     OPCODE_BY_NUMBER,
     OPCODES,
+    PTE_FRAME_MASK,
     SP,
     TRAP_FRAME_WORDS,
     VECTOR_DESCRIPTIONS,
     WORD_MASK,
-    CR,
     Flag,
     Form,
     InstrClass,
@@ -685,6 +684,4 @@ def _operands_valid(spec: OpSpec, a: int, b: int, imm: int) -> bool:
             return False
         if field == "base_b" and b >= NUM_REGS and b != NO_BASE:
             return False
-    if spec.form in (Form.CR_WRITE, Form.CR_READ) and imm not in VALID_CRS:
-        return False
-    return True
+    return spec.form not in (Form.CR_WRITE, Form.CR_READ) or imm in VALID_CRS

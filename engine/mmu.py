@@ -223,10 +223,8 @@ class MMU:
         tlb = self.tlb
         events = self.sink.events
         if len(tlb) >= self.tlb_capacity:
-            if self.tlb_policy == "random":
-                victim = list(tlb)[self.rng.randrange(len(tlb))]
-            else:  # lru and fifo both evict the oldest in dict order; lru reorders on hits
-                victim = next(iter(tlb))
+            # lru and fifo both evict the oldest in dict order (lru reorders on hits); random is seeded
+            victim = list(tlb)[self.rng.randrange(len(tlb))] if self.tlb_policy == "random" else next(iter(tlb))
             old = tlb.pop(victim)
             if events is not None:
                 events.append(TlbEvict(self.sink.step, victim & 0xFFFFF, victim >> VPN_BITS,

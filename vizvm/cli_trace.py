@@ -81,5 +81,6 @@ def run_trace(args: argparse.Namespace, out: TextIO) -> int:
         regs = "  ".join(f"{k}={v:#x}" for k, v in final["registers"].items())
         out.write(f"registers: {regs}\n")
         out.write("counters: " + ", ".join(f"{k}={v}" for k, v in final["counters"].items()) + "\n")
-        out.write("console output:\n" + machine.console_output + ("" if machine.console_output.endswith("\n") else "\n"))
+        text = machine.console_output
+        out.write("console output:\n" + text + ("" if text.endswith("\n") else "\n"))
     return 0
