@@ -43,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated event kinds to print (default: all), e.g. trap,walk,io")
     trace.add_argument("--seed", type=int, default=0, help="seed for the engine's random choices")
 
+    lessons = sub.add_parser("lessons", help="list the shipped lessons, or check lessons headless")
+    lessons.add_argument("action", nargs="?", choices=["list", "check"], default="list",
+                         help="'list' (default) or 'check' (validate and run every step, checking its expectations)")
+    lessons.add_argument("files", nargs="*", help="lesson files to check (default: every shipped lesson)")
+
+    lesson = sub.add_parser("lesson", help="open a lesson in the player (or --solve to print its answers)")
+    lesson.add_argument("name", help="lesson name, number or file (see 'vizvm lessons')")
+    lesson.add_argument("--seed", type=int, default=None, help="seed for generated questions (a new problem)")
+    lesson.add_argument("--solve", action="store_true", help="print every question with its answer and exit")
+
     run = sub.add_parser("run", help="open the app on a program")
     run.add_argument("program", help="a .s file or a shipped sample name")
     run.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
@@ -60,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vizvm.cli_trace import run_trace
 
         return run_trace(args, sys.stdout)
+    if args.command == "lessons":
+        from vizvm.cli_lessons import run_lessons
+
+        return run_lessons(args, sys.stdout)
+    if args.command == "lesson" and args.solve:
+        from vizvm.cli_lessons import solve_lesson
+
+        return solve_lesson(args.name, args.seed, sys.stdout)
     from vizvm.launch import launch_app
 
     return launch_app(args)

@@ -1,0 +1,78 @@
+"""A malformed lesson names the file, the step and the field; unknown fields are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.lesson import LessonError, load_lesson
+
+VALID = '''
+title = "Traps"
+summary = "A privileged instruction in ring 3 faults."
+topics = ["traps"]
+minutes = 5
+
+[machine]
+kernel = true
+programs = ["privileged"]
+
+[[steps]]
+title = "Boot"
+narration = "The kernel boots."
+action = { do = "run_until", event = "trap", where = { vector = 13 } }
+focus = ["timeline:last"]
+expect = [{ event = "trap", where = { vector = 13, from_ring = 3 } }]
+
+[steps.question]
+prompt = "Which ring runs the faulting instruction?"
+kind = "choice"
+choices = ["ring 0", "ring 3"]
+answer = 1
+'''
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "01-test.toml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_lesson_loads(tmp_path: Path) -> None:
+    lesson = load_lesson(write(tmp_path, VALID))
+    assert lesson.title == "Traps" and len(lesson.steps) == 1
+    step = lesson.steps[0]
+    assert step.action.do == "run_until" and step.action.where == {"vector": 13}
+    assert step.question is not None and step.question.answer == 1
+
+
+@pytest.mark.parametrize(("edit", "step", "field", "message"), [
+    (lambda t: t.replace('minutes = 5', 'minutes = 5\ncolour = "red"'), None, "colour", "unknown field"),
+    (lambda t: t.replace('title = "Boot"', 'titel = "Boot"'), 1, "titel", "did you mean 'title'"),
+    (lambda t: t.replace('event = "trap", where = { vector = 13 } }', 'event = "trapp" }'), 1, "action.event",
+     "did you mean 'trap'"),
+    (lambda t: t.replace('where = { vector = 13, from_ring = 3 }', 'where = { vectr = 13 }'), 1,
+     "expect[0].where.vectr", "have no field"),
+    (lambda t: t.replace('answer = 1', 'answer = 5'), 1, "question.answer", "0-based index"),
+    (lambda t: t.replace('focus = ["timeline:last"]', 'focus = ["screen"]'), 1, "focus", "names no panel"),
+    (lambda t: t.replace('minutes = 5', 'minutes = "five"'), None, "minutes", "must be an integer"),
+    (lambda t: t.replace('do = "run_until"', 'do = "jump"'), 1, "action.do", "is not one of"),
+    (lambda t: t.replace('kernel = true', 'kernel = true\npage_levels = 9'), None, "machine.page_levels", "1..4"),
+    (lambda t: t.replace('narration = "The kernel boots."\n', ''), 1, "narration", "is required"),
+])
+def test_errors_name_file_step_and_field(tmp_path: Path, edit, step, field, message) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, edit(VALID))
+    with pytest.raises(LessonError) as caught:
+        load_lesson(path)
+    error = caught.value
+    assert error.path == str(path) and error.step == step and error.field_name == field
+    assert message in str(error)
+    assert str(error).startswith(str(path))
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(LessonError, match="not valid TOML"):
+        load_lesson(write(tmp_path, "title = "))
+    with pytest.raises(LessonError, match="cannot read"):
+        load_lesson(tmp_path / "nope.toml")
