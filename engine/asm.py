@@ -1,0 +1,732 @@
+"""Two-pass assembler for the vizvm teaching ISA (syntax reference: ``docs/assembler.md``).
+
+Public API::
+
+    assemble(source, filename="<input>", *, origin=None) -> Program
+    assemble_file(path) -> Program
+    format_listing(program) -> str
+
+Errors: ``assemble`` reports every problem in the file at once. It raises `AsmErrors`, whose
+``errors`` list holds one `AsmError` per problem (sorted by line and column); `AsmError` itself is
+only ever an item of that list. Both subclass `AssemblyFailed`, so ``except AssemblyFailed`` catches
+either. `assemble_file` raises `OSError` for a file it cannot read.
+
+Pass 1 parses every line, chooses the opcode row from ``OPS_BY_MNEMONIC`` by operand shape, and
+assigns addresses (instructions are 8 bytes, so sizes never depend on symbol values). Pass 2
+evaluates every expression with the complete symbol table and emits the bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.asm_expr import (
+    CR_LIST,
+    Expr,
+    LineError,
+    Sym,
+    Token,
+    TokenStream,
+    evaluate,
+    is_reserved,
+    parse_expr,
+    raise_if_error,
+    register_like,
+    tokenize,
+    unexpected,
+    uses_symbols,
+)
+from engine.disasm import NO_BASE, format_instruction
+from engine.isa import (
+    CR_NAMES,
+    INSTRUCTION_SIZE,
+    OPCODE_BY_NUMBER,
+    OPS_BY_MNEMONIC,
+    REGISTER_NUMBERS,
+    WORD_MASK,
+    Form,
+    OpSpec,
+    decode,
+)
+from engine.program import Program
+
+ADDRESS_LIMIT = 1 << 32
+MAX_IMAGE = 16 << 20
+MAX_ALIGN = 1 << 16
+DIRECTIVES = (".org", ".entry", ".equ", ".word", ".byte", ".ascii", ".asciz", ".space", ".align")
+_DIRECTIVE_HINTS = {".long": ".word", ".int": ".word", ".dw": ".word", ".db": ".byte", ".string": ".asciz",
+                    ".skip": ".space", ".zero": ".space", ".set": ".equ", ".balign": ".align"}
+
+# Operand shape of each form: (kind, encoding field) per operand. Kinds: r register, c control register,
+# m memory operand [base+disp], i immediate, p port (an immediate). A memory operand's base goes into
+# the named field and its displacement into imm.
+_FORMS: dict[Form, tuple[tuple[str, str], ...]] = {
+    Form.NONE: (),
+    Form.R: (("r", "a"),),
+    Form.RR: (("r", "a"), ("r", "b")),
+    Form.RI: (("r", "a"), ("i", "imm")),
+    Form.I: (("i", "imm"),),
+    Form.MEM_LOAD: (("r", "a"), ("m", "b")),
+    Form.MEM_STORE: (("m", "a"), ("r", "b")),
+    Form.MEM: (("m", "a"),),
+    Form.CR_WRITE: (("c", "imm"), ("r", "b")),
+    Form.CR_READ: (("r", "a"), ("c", "imm")),
+    Form.PORT_IN: (("r", "a"), ("p", "imm")),
+    Form.PORT_OUT: (("p", "imm"), ("r", "b")),
+}
+_BINARY_OPS = frozenset(("+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>"))
+_KIND_SYNTAX = {"r": "r", "i": "imm", "p": "port", "m": "[mem]", "c": "cr"}
+_KIND_WANTED = {"r": "a register", "i": "an immediate", "p": "a port number",
+                "m": "a memory operand such as [r2+8]", "c": f"a control register ({CR_LIST})"}
+
+
+class AssemblyFailed(Exception):
+    """Base of the assembler's exceptions."""
+
+
+class AsmError(AssemblyFailed):
+    """One diagnostic at a 1-based ``line`` and ``col``; ``span`` characters are underlined."""
+
+    def __init__(self, filename: str, line: int, col: int, message: str, source_line: str, span: int = 1) -> None:
+        super().__init__(filename, line, col, message, source_line, span)
+        self.filename = filename
+        self.line = line
+        self.col = col
+        self.message = message
+        self.source_line = source_line
+        self.span = max(1, span)
+
+    def __str__(self) -> str:
+        """Compiler style: ``file:line:col: error: message``, the source line and a caret line."""
+        width = max(5, len(str(self.line)))
+        prefix = "".join(ch if ch == "\t" else " " for ch in self.source_line[:self.col - 1])
+        span = max(1, min(self.span, len(self.source_line) - self.col + 1))
+        return (f"{self.filename}:{self.line}:{self.col}: error: {self.message}\n"
+                f"{self.line:>{width}} | {self.source_line}\n"
+                f"{'':>{width}} | {prefix}^{'~' * (span - 1)}")
+
+
+class AsmErrors(AssemblyFailed):
+    """Raised by `assemble` with every error found in the file (at least one)."""
+
+    def __init__(self, errors: list[AsmError]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        return "\n".join(str(error) for error in self.errors)
+
+
+class _Poisoned(Exception):
+    """Skip this item silently: the real error was (or will be) reported elsewhere."""
+
+
+class _Undefined(Exception):
+    """Pass 1 needed a symbol that is not defined yet."""
+
+    def __init__(self, sym: Sym, line: int) -> None:
+        super().__init__(sym.name)
+        self.sym = sym
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class _Operand:
+    kind: str  # r, c, m or i
+    col: int
+    end: int
+    text: str
+    number: int = 0  # register, control register or memory base
+    expr: Expr | None = None  # immediate or memory displacement
+
+
+@dataclass(slots=True)
+class _Def:
+    """A label or constant."""
+
+    name: str
+    line: int
+    is_label: bool
+    value: int | None = None
+    expr: Expr | None = None  # constants only
+    here: int = 0
+    state: str = "new"  # constants: new, active, done, failed
+
+
+@dataclass(slots=True)
+class _Item:
+    """An instruction or data directive placed at ``address``."""
+
+    kind: str  # instr, word, byte, bytes, space
+    address: int
+    size: int
+    line: int
+    text: str  # the statement as written, for the listing
+    spec: OpSpec | None = None
+    operands: tuple[_Operand, ...] = ()
+    exprs: tuple[Expr, ...] = ()
+    data: bytes = b""
+
+
+def _forms_text(mnemonic: str, specs: tuple[OpSpec, ...]) -> str:
+    shapes = [", ".join(_KIND_SYNTAX[kind] for kind, _ in _FORMS[spec.form]) for spec in specs]
+    if shapes == [""]:
+        return f"{mnemonic} takes no operands"
+    quoted = [f"'{shape}'" if shape else "no operands" for shape in shapes]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"{mnemonic} takes {listed}"
+
+
+def _suggest(word: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _fit(value: int, expr: Expr, low: int = -(1 << 31), high: int = WORD_MASK, what: str = "32 bits") -> int:
+    if not low <= value <= high:
+        raise LineError(f"value out of range: {value} ({value:#x}) does not fit in {what}",
+                        expr.col, expr.end - expr.col)
+    return value
+
+
+class _Assembler:
+    def __init__(self, source: str, filename: str, origin: int | None) -> None:
+        self.source = source
+        self.lines = source.splitlines()
+        self.filename = filename
+        self.errors: list[AsmError] = []
+        self.defs: dict[str, _Def] = {}
+        self.items: list[_Item] = []
+        self.floating: list[_Def] = []  # labels not yet followed by any item or location-counter move
+        self.origin = 0 if origin is None else origin
+        self.lc = self.origin
+        self.origin_fixed = origin is not None
+        self.entry: tuple[Expr, int, int] | None = None  # expression, line, location counter
+        self.deferred: list[tuple[int, str, Expr, _Undefined]] = []
+        self.line_no = 0
+        self.statement = ""
+        self.statement_col = 1
+
+    # diagnostics ------------------------------------------------------------------------------
+
+    def record(self, err: LineError, line: int | None = None) -> None:
+        number = err.line or line or self.line_no
+        text = self.lines[number - 1] if 0 < number <= len(self.lines) else ""
+        self.errors.append(AsmError(self.filename, number, err.col, err.message, text, err.span))
+
+    # pass 1 -----------------------------------------------------------------------------------
+
+    def run(self) -> Program:
+        for number, text in enumerate(self.lines, 1):
+            self.line_no = number
+            try:
+                self.parse_line(TokenStream(tokenize(text)), text)
+            except LineError as err:
+                self.record(err)
+            except _Poisoned:
+                pass
+        self.report_deferred()
+        return self.emit()
+
+    def parse_line(self, ts: TokenStream, text: str) -> None:
+        while ts.peek().kind == "ident" and ts.peek(1).kind == "op" and ts.peek(1).text == ":":
+            self.define(ts.next(), is_label=True)
+            ts.next()
+        first = ts.peek()
+        if first.kind == "eol":
+            return
+        last = ts.tokens[-2]
+        self.statement, self.statement_col = text[first.col - 1:last.end - 1], first.col
+        if first.kind == "ident" and ts.peek(1).kind == "op" and ts.peek(1).text == "=":
+            name = ts.next()
+            ts.next()
+            self.define_constant(name, parse_expr(ts))
+            self.end_of_statement(ts, "the value")
+        elif first.kind == "dir":
+            self.directive(ts)
+        elif first.kind == "ident":
+            self.instruction(ts)
+        else:
+            raise unexpected(first, "a label, instruction or directive")
+
+    def define(self, token: Token, *, is_label: bool) -> _Def:
+        name = token.text
+        if is_reserved(name):
+            raise LineError(f"'{name}' is a register name and cannot be a symbol", token.col, len(name))
+        previous = self.defs.get(name)
+        if previous is not None:
+            what = "label" if previous.is_label else "constant"
+            raise LineError(f"duplicate {'label' if is_label else 'symbol'} '{name}' "
+                            f"(first defined as a {what} at line {previous.line})", token.col, len(name))
+        definition = _Def(name, self.line_no, is_label, self.lc if is_label else None, here=self.lc)
+        self.defs[name] = definition
+        if is_label:
+            self.floating.append(definition)
+        return definition
+
+    def define_constant(self, name: Token, expr: Expr) -> None:
+        self.define(name, is_label=False).expr = expr
+
+    def end_of_statement(self, ts: TokenStream, after: str) -> None:
+        token = ts.peek()
+        if token.kind != "eol":
+            raise_if_error(token)
+            raise LineError(f"unexpected '{token.text}' after {after}", token.col, len(token.text))
+
+    def place(self, size: int, *, instruction: bool) -> int:
+        """Allocate ``size`` bytes (8-aligned for instructions) and return their address."""
+        if instruction and self.lc % INSTRUCTION_SIZE:
+            self.lc += -self.lc % INSTRUCTION_SIZE
+            for label in self.floating:  # a label just before the padding names the instruction
+                label.value = self.lc
+        self.floating.clear()
+        self.origin_fixed = True
+        address = self.lc
+        self.move_to(self.lc + size)
+        return address
+
+    def move_to(self, address: int) -> None:
+        if address > ADDRESS_LIMIT:
+            raise LineError("location counter passes the end of the 32-bit address space",
+                            self.statement_col, len(self.statement))
+        if address - self.origin > MAX_IMAGE:
+            raise LineError(f"program image would exceed {MAX_IMAGE >> 20} MiB",
+                            self.statement_col, len(self.statement))
+        self.lc = address
+
+    def now(self, expr: Expr, what: str) -> int:
+        """Evaluate a pass-1 expression (one that moves the location counter)."""
+        try:
+            return evaluate(expr, lambda sym: self.resolve_early(sym, self.line_no, frozenset()), self.lc)
+        except _Undefined as missing:
+            self.deferred.append((self.line_no, what, expr, missing))
+            raise _Poisoned from None
+
+    def resolve_early(self, sym: Sym, line: int, active: frozenset[str]) -> int:
+        definition = self.defs.get(sym.name)
+        if definition is None:
+            raise _Undefined(sym, line)
+        if definition.is_label:
+            assert definition.value is not None
+            return definition.value
+        if sym.name in active or definition.expr is None:
+            raise _Poisoned  # a cycle: reported in pass 2
+        expr, inner = definition.expr, active | {sym.name}
+        try:
+            return evaluate(expr, lambda s: self.resolve_early(s, definition.line, inner), definition.here)
+        except LineError:
+            raise _Poisoned from None  # reported at the constant's own line in pass 2
+
+    def report_deferred(self) -> None:
+        for line, what, expr, missing in self.deferred:
+            name = missing.sym.name
+            if name in self.defs:
+                self.record(LineError(f"the value of {what} must be known here, but '{name}' is defined later "
+                                      f"(line {self.defs[name].line})", expr.col, expr.end - expr.col), line)
+            elif missing.line == line:
+                self.record(self.undefined(missing.sym), line)
+
+    def undefined(self, sym: Sym) -> LineError:
+        hint = _suggest(sym.name, list(self.defs))
+        return LineError(f"undefined symbol '{sym.name}'{hint}", sym.col, sym.end - sym.col)
+
+    # instructions -----------------------------------------------------------------------------
+
+    def instruction(self, ts: TokenStream) -> None:
+        token = ts.next()
+        mnemonic = token.text.lower()
+        address = self.place(INSTRUCTION_SIZE, instruction=True)  # even if wrong: keeps later addresses right
+        specs = OPS_BY_MNEMONIC.get(mnemonic)
+        if specs is None:
+            bare = {d[1:]: d for d in DIRECTIVES}
+            close = difflib.get_close_matches(mnemonic, list(OPS_BY_MNEMONIC) + list(bare), n=1, cutoff=0.6)
+            hint = f" (did you mean '{bare.get(close[0], close[0])}'?)" if close else ""
+            if not hint and ts.peek().kind == "eol":
+                hint = " (a label needs a ':' after its name)"
+            raise LineError(f"unknown mnemonic '{token.text}'{hint}", token.col, len(token.text))
+        operands = self.operands(ts, mnemonic, max(len(_FORMS[spec.form]) for spec in specs))
+        spec = self.match(token, mnemonic, specs, operands)
+        self.items.append(_Item("instr", address, INSTRUCTION_SIZE, self.line_no, self.statement, spec, operands))
+
+    def operands(self, ts: TokenStream, mnemonic: str, most: int) -> tuple[_Operand, ...]:
+        found: list[_Operand] = []
+        while ts.peek().kind != "eol":
+            operand = self.operand(ts)
+            found.append(operand)
+            token = ts.peek()
+            if ts.at(","):
+                ts.next()
+                if ts.peek().kind == "eol":
+                    raise LineError("expected an operand after ','", token.col)
+            elif token.kind != "eol":
+                raise_if_error(token)
+                if operand.kind == "r" and token.kind == "op" and token.text in _BINARY_OPS:
+                    raise LineError(f"a register cannot take an offset here; a memory operand is written "
+                                    f"[{operand.text}{token.text}...]", token.col, len(token.text))
+                if len(found) < most:
+                    raise LineError(f"missing ',' before '{token.text}'", token.col, len(token.text))
+                raise LineError(f"unexpected '{token.text}' after the operands of '{mnemonic}'",
+                                token.col, len(token.text))
+        return tuple(found)
+
+    def operand(self, ts: TokenStream) -> _Operand:
+        token = ts.peek()
+        if token.kind == "ident":
+            lower = token.text.lower()
+            if lower in REGISTER_NUMBERS:
+                ts.next()
+                return _Operand("r", token.col, token.end, token.text, REGISTER_NUMBERS[lower])
+            if lower in CR_NAMES:
+                ts.next()
+                return _Operand("c", token.col, token.end, token.text, CR_NAMES[lower])
+            if (message := register_like(token.text)) is not None:
+                raise LineError(message, token.col, len(token.text))
+        if ts.at("["):
+            return self.memory(ts)
+        expr = parse_expr(ts)
+        return _Operand("i", expr.col, expr.end, token.text, expr=expr)
+
+    def memory(self, ts: TokenStream) -> _Operand:
+        opening = ts.next()
+        token = ts.peek()
+        base, disp = NO_BASE, None
+        if ts.at("]"):
+            raise LineError("empty memory operand", opening.col, 2)
+        if token.kind == "ident" and token.text.lower() in CR_NAMES:
+            raise LineError("a control register cannot be a memory base", token.col, len(token.text))
+        if token.kind == "ident" and token.text.lower() in REGISTER_NUMBERS:
+            ts.next()
+            base = REGISTER_NUMBERS[token.text.lower()]
+            if ts.at("+", "-"):
+                disp = parse_expr(ts)  # the sign parses as a unary operator: [r2-4+1] is r2 + (-4+1)
+            elif not ts.at("]"):
+                raise unexpected(ts.peek(), "'+', '-' or ']'")
+        else:
+            disp = parse_expr(ts)
+        closing = ts.expect("]", "']'")
+        return _Operand("m", opening.col, closing.end, "", base, disp)
+
+    def match(self, token: Token, mnemonic: str, specs: tuple[OpSpec, ...],
+              operands: tuple[_Operand, ...]) -> OpSpec:
+        kinds = [op.kind for op in operands]
+        for spec in specs:
+            shape = [kind.replace("p", "i") for kind, _ in _FORMS[spec.form]]
+            if shape == kinds:
+                return spec
+        forms = _forms_text(mnemonic, specs)
+        same = [spec for spec in specs if len(_FORMS[spec.form]) == len(operands)]
+        if not same:
+            counts = sorted({len(_FORMS[spec.form]) for spec in specs})
+            col, end = token.col, token.end
+            if len(operands) > counts[-1]:
+                col, end = operands[counts[-1]].col, operands[-1].end
+            raise LineError(f"wrong number of operands for '{mnemonic}': got {len(operands)} ({forms})", col, end - col)
+        for index, op in enumerate(operands):
+            wanted = list(dict.fromkeys(_FORMS[spec.form][index][0] for spec in same))
+            if op.kind not in [w.replace("p", "i") for w in wanted]:
+                got = {"r": f"register '{op.text}'", "c": f"control register '{op.text}'", "m": "a memory operand",
+                       "i": f"'{op.expr.name}'" if isinstance(op.expr, Sym) else "an immediate"}[op.kind]
+                hint = "; control registers are accessed with movcr and movrc" if op.kind == "c" else ""
+                raise LineError(f"operand {index + 1} of '{mnemonic}' must be "
+                                f"{' or '.join(_KIND_WANTED[w] for w in wanted)}, not {got} ({forms}){hint}",
+                                op.col, op.end - op.col)
+        raise LineError(f"invalid operands for '{mnemonic}' ({forms})", token.col, len(token.text))
+
+    # directives -------------------------------------------------------------------------------
+
+    def directive(self, ts: TokenStream) -> None:
+        token = ts.next()
+        name = token.text.lower()
+        if name not in DIRECTIVES:
+            hint = (f" (did you mean '{_DIRECTIVE_HINTS[name]}'?)" if name in _DIRECTIVE_HINTS
+                    else _suggest(name, list(DIRECTIVES)))
+            raise LineError(f"unknown directive '{token.text}'{hint}", token.col, len(token.text))
+        if name == ".equ":
+            symbol = ts.peek()
+            if symbol.kind != "ident":
+                raise unexpected(symbol, "a symbol name")
+            ts.next()
+            ts.expect(",", "',' after the constant's name")
+            self.define_constant(symbol, parse_expr(ts))
+        elif name in (".word", ".byte"):
+            exprs = self.expression_list(ts)
+            size = 4 if name == ".word" else 1
+            address = self.place(size * len(exprs), instruction=False)
+            self.items.append(_Item(name[1:], address, size * len(exprs), self.line_no, self.statement, exprs=exprs))
+        elif name in (".ascii", ".asciz"):
+            data = b""
+            while True:
+                string = ts.peek()
+                if string.kind != "str":
+                    raise unexpected(string, "a string in double quotes")
+                ts.next()
+                assert isinstance(string.value, bytes)
+                data += string.value + (b"\0" if name == ".asciz" else b"")
+                if not ts.at(","):
+                    break
+                ts.next()
+            address = self.place(len(data), instruction=False)
+            self.items.append(_Item("bytes", address, len(data), self.line_no, self.statement, data=data))
+        elif name == ".space":
+            count_expr = parse_expr(ts)
+            fill = None
+            if ts.at(","):
+                ts.next()
+                fill = parse_expr(ts)
+            count = _fit(self.now(count_expr, ".space"), count_expr, 0, MAX_IMAGE, f"0..{MAX_IMAGE}")
+            address = self.place(count, instruction=False)
+            self.items.append(_Item("space", address, count, self.line_no, self.statement,
+                                    exprs=(fill,) if fill is not None else ()))
+        elif name == ".align":
+            expr = parse_expr(ts)
+            align = _fit(self.now(expr, ".align"), expr, 1, MAX_ALIGN, f"1..{MAX_ALIGN}")
+            if align & (align - 1):
+                raise LineError(f".align needs a power of two, not {align}", expr.col, expr.end - expr.col)
+            self.end_of_statement(ts, "the alignment")
+            if self.lc % align:
+                self.floating.clear()
+                self.origin_fixed = True
+                self.move_to(self.lc + -self.lc % align)
+        elif name == ".org":
+            expr = parse_expr(ts)
+            address = _fit(self.now(expr, ".org"), expr, 0, WORD_MASK, "an address (0..0xffffffff)")
+            self.end_of_statement(ts, "the address")
+            if not self.origin_fixed:
+                self.origin = self.lc = address
+                for label in self.floating:
+                    label.value = address
+            elif address < self.lc:
+                raise LineError(f".org {address:#x} would move backwards from {self.lc:#x}",
+                                expr.col, expr.end - expr.col)
+            self.origin_fixed = True
+            self.floating.clear()
+            self.move_to(address)
+        elif name == ".entry":
+            if self.entry is not None:
+                raise LineError(f"duplicate .entry (first given at line {self.entry[1]})", token.col, len(token.text))
+            self.entry = (parse_expr(ts), self.line_no, self.lc)
+        self.end_of_statement(ts, f"the operands of '{name}'")
+
+    def expression_list(self, ts: TokenStream) -> tuple[Expr, ...]:
+        exprs = [parse_expr(ts)]
+        while ts.peek().kind != "eol":
+            token = ts.peek()
+            if not ts.at(","):
+                raise_if_error(token)
+                raise LineError(f"missing ',' before '{token.text}'", token.col, len(token.text))
+            ts.next()
+            exprs.append(parse_expr(ts))
+        return tuple(exprs)
+
+    # pass 2 -----------------------------------------------------------------------------------
+
+    def resolve(self, sym: Sym) -> int:
+        definition = self.defs.get(sym.name)
+        if definition is None:
+            raise self.undefined(sym)
+        if definition.is_label:
+            assert definition.value is not None
+            return definition.value
+        if definition.state == "done":
+            assert definition.value is not None
+            return definition.value
+        if definition.state == "failed":
+            raise _Poisoned
+        if definition.state == "active":
+            raise LineError(f"circular definition: '{sym.name}' depends on itself", sym.col, sym.end - sym.col)
+        assert definition.expr is not None
+        definition.state = "active"
+        try:
+            definition.value = _fit(evaluate(definition.expr, self.resolve, definition.here), definition.expr)
+        except LineError as err:
+            definition.state = "failed"
+            self.record(err, definition.line)
+            raise _Poisoned from None
+        except _Poisoned:
+            definition.state = "failed"
+            raise
+        definition.state = "done"
+        return definition.value
+
+    def value(self, expr: Expr | None, here: int) -> int:
+        """A 32-bit field value (negative numbers in two's complement)."""
+        return 0 if expr is None else _fit(evaluate(expr, self.resolve, here), expr) & WORD_MASK
+
+    def encode(self, item: _Item) -> bytes:
+        if item.kind == "instr":
+            assert item.spec is not None
+            fields = {"a": 0, "b": 0, "imm": 0}
+            for (kind, field), op in zip(_FORMS[item.spec.form], item.operands, strict=True):
+                if kind in "ip":
+                    fields[field] = self.value(op.expr, item.address)
+                elif kind == "m":
+                    fields[field], fields["imm"] = op.number, self.value(op.expr, item.address)
+                else:
+                    fields[field] = op.number
+            return (bytes((item.spec.opcode, fields["a"] | fields["b"] << 4, 0, 0))
+                    + fields["imm"].to_bytes(4, "little"))
+        if item.kind == "word":
+            return b"".join(self.value(expr, item.address).to_bytes(4, "little") for expr in item.exprs)
+        if item.kind == "byte":
+            return bytes(_fit(evaluate(e, self.resolve, item.address), e, -128, 255, "a byte (-128..255)") & 0xFF
+                         for e in item.exprs)
+        if item.kind == "space" and item.exprs:
+            fill = item.exprs[0]
+            return bytes((_fit(evaluate(fill, self.resolve, item.address), fill, -128, 255,
+                               "a byte (-128..255)") & 0xFF,)) * item.size
+        return item.data if item.kind == "bytes" else bytes(item.size)
+
+    def emit(self) -> Program:
+        for definition in list(self.defs.values()):
+            if not definition.is_label:
+                with contextlib.suppress(_Poisoned, LineError):
+                    self.resolve(Sym(definition.name, 1, 1))
+        image = bytearray(self.lc - self.origin)
+        for item in self.items:
+            try:
+                data = self.encode(item)
+            except LineError as err:
+                self.record(err, item.line)
+                continue
+            except _Poisoned:
+                continue
+            image[item.address - self.origin:item.address - self.origin + len(data)] = data
+        entry = self.entry_point()
+        if self.errors:
+            self.errors.sort(key=lambda e: (e.line, e.col))
+            raise AsmErrors(self.errors)
+        labels: dict[int, str] = {}
+        for definition in self.defs.values():
+            if definition.is_label and definition.value is not None:
+                labels.setdefault(definition.value, definition.name)
+        return Program(
+            name=self.filename, origin=self.origin, image=bytes(image), entry=entry,
+            symbols={d.name: d.value & WORD_MASK for d in self.defs.values() if d.value is not None},
+            labels=labels,
+            source_lines={item.address: item.line for item in reversed(self.items) if item.size},
+            source=self.source,
+        )
+
+    def entry_point(self) -> int:
+        if self.entry is not None:
+            expr, line, here = self.entry
+            try:
+                return self.value(expr, here)
+            except LineError as err:
+                self.record(err, line)
+            except _Poisoned:
+                pass
+            return self.origin
+        start = self.defs.get("_start")
+        if start is not None and start.value is not None:
+            return start.value & WORD_MASK
+        return next((item.address for item in self.items if item.kind == "instr"), self.origin)
+
+
+def assemble(source: str, filename: str = "<input>", *, origin: int | None = None) -> Program:
+    """Assemble ``source`` into a `Program`; raise `AsmErrors` listing every error.
+
+    ``origin`` is the initial location counter (default 0). Without it, a ``.org`` that comes
+    before any byte is placed sets the program's origin; with it, ``.org`` may only move forward.
+    """
+    if origin is not None and not 0 <= origin <= WORD_MASK:
+        raise ValueError(f"origin {origin:#x} is outside the 32-bit address space")
+    return _Assembler(source, filename, origin).run()
+
+
+def assemble_file(path: str | Path) -> Program:
+    """Assemble a UTF-8 source file; the program is named after ``path`` as given."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw.count(b"\n", 0, exc.start) + 1
+        source_line = raw[line_start:].split(b"\n", 1)[0].decode("utf-8", "replace")
+        raise AsmErrors([AsmError(str(path), line, exc.start - line_start + 1,
+                                  "file is not valid UTF-8 text", source_line)]) from None
+    return assemble(text, str(path))
+
+
+# listing ----------------------------------------------------------------------------------------
+
+_LISTING_DATA_ROWS = 4
+
+
+def _row(address: int, raw: bytes, badge: str = "", text: str = "", line: int = 0, source: str = "") -> str:
+    hexes = " ".join(f"{byte:02x}" for byte in raw)
+    row = f"{address:08x}  {hexes:<23}  {badge:<3}  {text:<30}"
+    if line:
+        row += f" {line:>5} | {source.strip()}"
+    return row.rstrip()
+
+
+def _fallback_items(program: Program) -> list[_Item]:
+    """Items for a program without matching source: 8-byte instructions where they decode, else data."""
+    items: list[_Item] = []
+    for offset in range(0, len(program.image), INSTRUCTION_SIZE):
+        raw = program.image[offset:offset + INSTRUCTION_SIZE]
+        address = program.origin + offset
+        spec = OPCODE_BY_NUMBER.get(raw[0]) if len(raw) == INSTRUCTION_SIZE and not raw[2] | raw[3] else None
+        items.append(_Item("instr" if spec else "bytes", address, len(raw),
+                           program.source_lines.get(address, 0), "", spec))
+    return items
+
+
+def format_listing(program: Program) -> str:
+    """A listing: address, bytes, class badge, disassembly and source line of every item, with labels.
+
+    The source is assembled again to recover item boundaries; a program without (matching) source
+    is listed as 8-byte instructions, with every immediate that equals a label shown by name.
+    """
+    assembler = _Assembler(program.source, program.name, program.origin)
+    try:
+        matches = bool(program.source) and assembler.run().image == program.image
+    except AssemblyFailed:
+        matches = False
+    if matches:
+        items = assembler.items
+        named = [(d.value, d.name) for d in assembler.defs.values() if d.is_label and d.value is not None]
+    else:
+        items = _fallback_items(program)
+        named = list(program.labels.items())
+    named.sort(key=lambda pair: pair[0])  # stable: source order among labels at one address
+    lines = program.source.splitlines()
+    image, origin = program.image, program.origin
+    out = [f"; {program.name}: origin {origin:#010x}, entry {program.entry:#010x}, {len(image)} bytes"]
+    label_index = 0
+
+    def labels_up_to(address: int) -> None:
+        nonlocal label_index
+        while label_index < len(named) and named[label_index][0] <= address:
+            out.append(f"{named[label_index][1]}:")
+            label_index += 1
+
+    cursor = origin
+    for item in items:
+        if item.address > cursor:  # alignment padding or a gap left by .org/.align
+            labels_up_to(cursor)
+            gap = item.address - cursor
+            note = "(padding)" if gap <= INSTRUCTION_SIZE else f"(padding, {gap} bytes)"
+            out.append(_row(cursor, image[cursor - origin:cursor - origin + min(gap, INSTRUCTION_SIZE)], text=note))
+        labels_up_to(item.address)
+        raw = image[item.address - origin:item.address - origin + item.size]
+        source = lines[item.line - 1] if 0 < item.line <= len(lines) else ""
+        if item.kind == "instr" and item.spec is not None:
+            _, a, b, _, imm = decode(raw)
+            symbolic = not matches or any(op.expr is not None and uses_symbols(op.expr) for op in item.operands)
+            text = format_instruction(item.spec, a, b, imm, program.labels if symbolic else None)
+            out.append(_row(item.address, raw, item.spec.klass.badge, text, item.line, source))
+        else:
+            for row in range(min(_LISTING_DATA_ROWS, (len(raw) + 7) // 8) or 1):
+                chunk = raw[row * 8:row * 8 + 8]
+                out.append(_row(item.address + row * 8, chunk, text=item.text if row == 0 else "",
+                                line=item.line if row == 0 else 0, source=source))
+            if len(raw) > _LISTING_DATA_ROWS * 8:
+                out.append(f"{'':8}  ... {len(raw)} bytes in all")
+        cursor = max(cursor, item.address + item.size)
+    labels_up_to(WORD_MASK)
+    return "\n".join(out) + "\n"
