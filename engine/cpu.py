@@ -59,7 +59,11 @@ _REG_FIELDS: dict[Form, tuple[str, ...]] = {
 }
 
 Handler = Callable[[int, int, int], None]
-Decoded = tuple[Handler, int, int, int, int, bool, OpSpec]
+Decoded = tuple[Handler, int, int, int, int, int, OpSpec]
+# The `special` element of a decoded instruction: what the run loop must do around it.
+PLAIN = 0  # innocuous: cannot change ring, paging, devices or interrupts
+SPECIAL = 1  # may change ring, IF, paging or devices: cached loop state is re-read afterwards
+PRIVILEGED = 2  # SPECIAL, and faults outside ring 0
 
 
 class CPU:
@@ -96,7 +100,14 @@ class CPU:
         self.instructions = 0
         self.trap_counts: dict[int, int] = {}
         self.icache: dict[int, Decoded] = {}
+        # Hooks a VMM installs (none on bare metal); see engine/vmm.py.
         self.hypercall_hook: Callable[[CPU, int], None] | None = None
+        self.trap_hook: Callable[[int, int, int, int, int], bool] | None = None
+        # trap_hook is called first for every trap (vector, error, address, fault_pc, return_pc); True = handled.
+        self.exit_names: frozenset[str] = frozenset()  # opcode names that exit in hardware-assisted guest mode
+        self.exit_hook: Callable[[OpSpec, int, int, int, int], None] = _no_exit
+        self.watch_pages: set[int] = set()  # physical pages whose stores call write_watch (BT, PT tracing)
+        self.write_watch: Callable[[int], None] = _ignore_write
         self._handlers: dict[int, Handler] = {
             spec.opcode: getattr(self, "op_" + spec.name.lower()) for spec in OPCODES
         }
@@ -168,7 +179,10 @@ class CPU:
                     if interrupts.pending and self.flags & IF:
                         self.waiting = False
                         steps += 1
+                        not_retired += 1
+                        timer.countdown = countdown
                         self._deliver(interrupts.take(), 0, 0, self.pc, self.pc)
+                        tick, countdown = timer.interval, timer.countdown
                         fetch_vpn = -1
                         self.attention = bool(interrupts.pending) or self.halt_reason is not None
                         continue
@@ -187,6 +201,8 @@ class CPU:
                         if pc & 7:
                             raise Fault(Vector.ALIGNMENT, 0, pc)
                         pa = translate(pc, FETCH, self.ring == 3) if self.paging else pc
+                        if mmu.phys_limit and not self.paging:
+                            pa = mmu.relocate(pa)
                         if fast:
                             fetch_vpn, fetch_base, fetch_key = pc >> 12, pa & PTE_FRAME_MASK, mmu.last_key
                     decoded = icache.get(pa)
@@ -198,11 +214,14 @@ class CPU:
                                                           self.ring, spec.klass.value))
                     self.pc = pc + 8  # INSTRUCTION_SIZE, as a constant: this line runs for every instruction
                     if special:
-                        if self.ring and spec.klass is InstrClass.PRIVILEGED:
-                            raise Fault(Vector.PRIVILEGED, 0, pc)
                         timer.countdown = countdown
                         fetch_vpn = -1
-                        handler(a, b, imm)
+                        if self.exit_names and spec.name in self.exit_names:
+                            self.exit_hook(spec, a, b, imm, pc)  # hardware-assisted VM: this op exits
+                        elif special == PRIVILEGED and self.ring:
+                            raise Fault(Vector.PRIVILEGED, 0, pc)
+                        else:
+                            handler(a, b, imm)
                         tick, countdown = timer.interval, timer.countdown
                         hit_increment = 1 if self.paging else 0
                     else:
@@ -219,7 +238,9 @@ class CPU:
                     not_retired += 1
                     if fault.vector == Vector.PAGE_FAULT:
                         self.cr2 = fault.address
+                    timer.countdown = countdown  # a VMM handling the fault may emulate and tick the timer
                     self._deliver(fault.vector, fault.error_code, fault.address, pc, pc)
+                    tick, countdown = timer.interval, timer.countdown
                 except BusError as error:
                     self.pc = pc
                     not_retired += 1
@@ -245,14 +266,17 @@ class CPU:
         imm = int.from_bytes(mem[pa + 4:pa + 8], "little")
         if spec is None or mem[pa + 2] or mem[pa + 3] or not _operands_valid(spec, a, b, imm):
             raise Fault(Vector.INVALID_OPCODE, 0, pc)
-        decoded: Decoded = (self._handlers[spec.opcode], a, b, imm, spec.cycles,
-                            spec.klass is not InstrClass.INNOCUOUS or spec.name in _TRAPPING, spec)
+        special = PRIVILEGED if spec.klass is InstrClass.PRIVILEGED else (
+            SPECIAL if spec.klass is InstrClass.SENSITIVE or spec.name in _TRAPPING else PLAIN)
+        decoded: Decoded = (self._handlers[spec.opcode], a, b, imm, spec.cycles, special, spec)
         self.icache[pa] = decoded
         return decoded
 
     # ------------------------------------------------------------------ traps
     def _deliver(self, vector: int, error_code: int, address: int, fault_pc: int, return_pc: int) -> None:
         """Deliver a trap through the trap table (see docs/isa.md, Traps and interrupts)."""
+        if self.trap_hook is not None and self.trap_hook(vector, error_code, address, fault_pc, return_pc):
+            return  # a VMM took this trap
         from_ring = self.ring
         self.trap_counts[vector] = self.trap_counts.get(vector, 0) + 1
         self.cycles += TRAP_DELIVERY_CYCLES
@@ -285,7 +309,10 @@ class CPU:
 
     # ------------------------------------------------------------------ memory access
     def _translate(self, va: int, access: int, supervisor: bool) -> int:
-        pa = self.mmu.translate(va, access, self.ring == 3 and not supervisor) if self.paging else va
+        if self.paging:
+            pa = self.mmu.translate(va, access, self.ring == 3 and not supervisor)
+        else:
+            pa = self.mmu.relocate(va) if self.mmu.phys_limit else va
         if pa + 1 > self.mem_size:
             raise BusError(f"physical address {pa:#x} is outside installed memory ({self.mem_size:#x} bytes)")
         return pa
@@ -306,6 +333,8 @@ class CPU:
         pa = self._translate(va, WRITE, supervisor)
         self.mem32[pa >> 2] = value & WORD_MASK
         self.icache.pop(pa & -8, None)
+        if self.watch_pages and pa >> 12 in self.watch_pages:
+            self.write_watch(pa)
         events = self.sink.events
         if events is not None:
             events.append(MemoryAccess(self.sink.step, va, pa, 4, value & WORD_MASK, True))
@@ -322,6 +351,8 @@ class CPU:
         pa = self._translate(va, WRITE, False)
         self.mem[pa] = value & 0xFF
         self.icache.pop(pa & -8, None)
+        if self.watch_pages and pa >> 12 in self.watch_pages:
+            self.write_watch(pa)
         events = self.sink.events
         if events is not None:
             events.append(MemoryAccess(self.sink.step, va, pa, 1, value & 0xFF, True))
@@ -664,6 +695,14 @@ class CPU:
 
 # Innocuous instructions that still leave through the trap table (they change ring and pc).
 _TRAPPING = frozenset({"SYSCALL", "BRK", "HYPERCALL"})
+
+
+def _no_exit(spec: OpSpec, a: int, b: int, imm: int, pc: int) -> None:
+    raise AssertionError("exit_names set without an exit_hook")
+
+
+def _ignore_write(pa: int) -> None:
+    pass
 
 
 class _TripleFault(Exception):

@@ -102,6 +102,7 @@ class Vector(IntEnum):
     PRIVILEGED = 13  # general-protection fault: privileged instruction outside ring 0
     PAGE_FAULT = 14
     ALIGNMENT = 17
+    MACHINE_CHECK = 18  # guest-physical address outside the VM's allocation (only under a VMM)
     TIMER = 32
     DEVICE = 33
     SYSCALL = 128
@@ -118,6 +119,7 @@ VECTOR_DESCRIPTIONS: dict[int, str] = {
     Vector.PRIVILEGED: "privileged instruction outside ring 0",
     Vector.PAGE_FAULT: "page fault",
     Vector.ALIGNMENT: "misaligned word access",
+    Vector.MACHINE_CHECK: "guest-physical address outside the VM's memory",
     Vector.TIMER: "timer interrupt",
     Vector.DEVICE: "device interrupt",
     Vector.SYSCALL: "system call",

@@ -101,6 +101,9 @@ class MMU:
         self.asid_key = 0  # asid << 20 when tagged, else 0
         self.last_key = -1  # most recently used TLB key (already in MRU position)
         self.last_entry = 0  # its entry, so the CPU can reuse it for consecutive fetches from one page
+        # Guest-physical relocation and bound (Popek-Goldberg's relocation-bounds register); 0 = off.
+        self.phys_base = 0
+        self.phys_limit = 0
         self.counters = {"tlb_hits": 0, "tlb_misses": 0, "walks": 0, "pte_reads": 0, "page_faults": 0}
 
     # ----------------------------------------------------------------- cr3 and flushes
@@ -131,6 +134,12 @@ class MMU:
         events = self.sink.events
         if events is not None:
             events.append(TlbFlush(self.sink.step, "page", vpn, dropped))
+
+    def relocate(self, gpa: int) -> int:
+        """Host-physical address of guest-physical `gpa`; a machine-check fault beyond the VM's bound."""
+        if gpa >= self.phys_limit:
+            raise Fault(Vector.MACHINE_CHECK, 0, gpa)
+        return gpa + self.phys_base
 
     # ----------------------------------------------------------------- translation
     def translate(self, va: int, access: int, user: bool) -> int:
@@ -173,7 +182,8 @@ class MMU:
         self.counters["walks"] += 1
         events = self.sink.events
         mem32 = self.mem32
-        table = self.root
+        relocating = self.phys_limit != 0
+        table = self.relocate(self.root) if relocating else self.root
         shift = VPN_BITS + PAGE_SHIFT
         writable = user_ok = True
         touched: list[tuple[int, int]] = []
@@ -205,6 +215,8 @@ class MMU:
                 raise Fault(Vector.PAGE_FAULT, fault_code, va)
             touched.append((entry_address, entry))
             table = entry & PTE_FRAME_MASK
+            if relocating:
+                table = self.relocate(table)
         dirty = False
         for position, (entry_address, entry) in enumerate(touched):
             is_leaf = position == len(touched) - 1
