@@ -24,30 +24,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.asm_expr import (
-    CR_LIST,
+    FORMS,
     Expr,
     LineError,
+    Operand,
     Sym,
     Token,
     TokenStream,
     evaluate,
+    fit,
     is_reserved,
+    match_form,
     parse_expr,
+    parse_operands,
     raise_if_error,
-    register_like,
+    suggest,
     tokenize,
     unexpected,
     uses_symbols,
 )
-from engine.disasm import NO_BASE, format_instruction
+from engine.disasm import format_instruction
 from engine.isa import (
-    CR_NAMES,
     INSTRUCTION_SIZE,
     OPCODE_BY_NUMBER,
     OPS_BY_MNEMONIC,
-    REGISTER_NUMBERS,
     WORD_MASK,
-    Form,
     OpSpec,
     decode,
 )
@@ -60,27 +61,6 @@ DIRECTIVES = (".org", ".entry", ".equ", ".word", ".byte", ".ascii", ".asciz", ".
 _DIRECTIVE_HINTS = {".long": ".word", ".int": ".word", ".dw": ".word", ".db": ".byte", ".string": ".asciz",
                     ".skip": ".space", ".zero": ".space", ".set": ".equ", ".balign": ".align"}
 
-# Operand shape of each form: (kind, encoding field) per operand. Kinds: r register, c control register,
-# m memory operand [base+disp], i immediate, p port (an immediate). A memory operand's base goes into
-# the named field and its displacement into imm.
-_FORMS: dict[Form, tuple[tuple[str, str], ...]] = {
-    Form.NONE: (),
-    Form.R: (("r", "a"),),
-    Form.RR: (("r", "a"), ("r", "b")),
-    Form.RI: (("r", "a"), ("i", "imm")),
-    Form.I: (("i", "imm"),),
-    Form.MEM_LOAD: (("r", "a"), ("m", "b")),
-    Form.MEM_STORE: (("m", "a"), ("r", "b")),
-    Form.MEM: (("m", "a"),),
-    Form.CR_WRITE: (("c", "imm"), ("r", "b")),
-    Form.CR_READ: (("r", "a"), ("c", "imm")),
-    Form.PORT_IN: (("r", "a"), ("p", "imm")),
-    Form.PORT_OUT: (("p", "imm"), ("r", "b")),
-}
-_BINARY_OPS = frozenset(("+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>"))
-_KIND_SYNTAX = {"r": "r", "i": "imm", "p": "port", "m": "[mem]", "c": "cr"}
-_KIND_WANTED = {"r": "a register", "i": "an immediate", "p": "a port number",
-                "m": "a memory operand such as [r2+8]", "c": f"a control register ({CR_LIST})"}
 
 
 class AssemblyFailed(Exception):
@@ -133,16 +113,6 @@ class _Undefined(Exception):
         self.line = line
 
 
-@dataclass(frozen=True, slots=True)
-class _Operand:
-    kind: str  # r, c, m or i
-    col: int
-    end: int
-    text: str
-    number: int = 0  # register, control register or memory base
-    expr: Expr | None = None  # immediate or memory displacement
-
-
 @dataclass(slots=True)
 class _Def:
     """A label or constant."""
@@ -166,30 +136,9 @@ class _Item:
     line: int
     text: str  # the statement as written, for the listing
     spec: OpSpec | None = None
-    operands: tuple[_Operand, ...] = ()
+    operands: tuple[Operand, ...] = ()
     exprs: tuple[Expr, ...] = ()
     data: bytes = b""
-
-
-def _forms_text(mnemonic: str, specs: tuple[OpSpec, ...]) -> str:
-    shapes = [", ".join(_KIND_SYNTAX[kind] for kind, _ in _FORMS[spec.form]) for spec in specs]
-    if shapes == [""]:
-        return f"{mnemonic} takes no operands"
-    quoted = [f"'{shape}'" if shape else "no operands" for shape in shapes]
-    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
-    return f"{mnemonic} takes {listed}"
-
-
-def _suggest(word: str, candidates: list[str]) -> str:
-    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
-def _fit(value: int, expr: Expr, low: int = -(1 << 31), high: int = WORD_MASK, what: str = "32 bits") -> int:
-    if not low <= value <= high:
-        raise LineError(f"value out of range: {value} ({value:#x}) does not fit in {what}",
-                        expr.col, expr.end - expr.col)
-    return value
 
 
 class _Assembler:
@@ -330,7 +279,7 @@ class _Assembler:
                 self.record(self.undefined(missing.sym), line)
 
     def undefined(self, sym: Sym) -> LineError:
-        hint = _suggest(sym.name, list(self.defs))
+        hint = suggest(sym.name, list(self.defs))
         return LineError(f"undefined symbol '{sym.name}'{hint}", sym.col, sym.end - sym.col)
 
     # instructions -----------------------------------------------------------------------------
@@ -347,93 +296,9 @@ class _Assembler:
             if not hint and ts.peek().kind == "eol":
                 hint = " (a label needs a ':' after its name)"
             raise LineError(f"unknown mnemonic '{token.text}'{hint}", token.col, len(token.text))
-        operands = self.operands(ts, mnemonic, max(len(_FORMS[spec.form]) for spec in specs))
-        spec = self.match(token, mnemonic, specs, operands)
+        operands = parse_operands(ts, mnemonic, max(len(FORMS[spec.form]) for spec in specs))
+        spec = match_form(token, mnemonic, specs, operands)
         self.items.append(_Item("instr", address, INSTRUCTION_SIZE, self.line_no, self.statement, spec, operands))
-
-    def operands(self, ts: TokenStream, mnemonic: str, most: int) -> tuple[_Operand, ...]:
-        found: list[_Operand] = []
-        while ts.peek().kind != "eol":
-            operand = self.operand(ts)
-            found.append(operand)
-            token = ts.peek()
-            if ts.at(","):
-                ts.next()
-                if ts.peek().kind == "eol":
-                    raise LineError("expected an operand after ','", token.col)
-            elif token.kind != "eol":
-                raise_if_error(token)
-                if operand.kind == "r" and token.kind == "op" and token.text in _BINARY_OPS:
-                    raise LineError(f"a register cannot take an offset here; a memory operand is written "
-                                    f"[{operand.text}{token.text}...]", token.col, len(token.text))
-                if len(found) < most:
-                    raise LineError(f"missing ',' before '{token.text}'", token.col, len(token.text))
-                raise LineError(f"unexpected '{token.text}' after the operands of '{mnemonic}'",
-                                token.col, len(token.text))
-        return tuple(found)
-
-    def operand(self, ts: TokenStream) -> _Operand:
-        token = ts.peek()
-        if token.kind == "ident":
-            lower = token.text.lower()
-            if lower in REGISTER_NUMBERS:
-                ts.next()
-                return _Operand("r", token.col, token.end, token.text, REGISTER_NUMBERS[lower])
-            if lower in CR_NAMES:
-                ts.next()
-                return _Operand("c", token.col, token.end, token.text, CR_NAMES[lower])
-            if (message := register_like(token.text)) is not None:
-                raise LineError(message, token.col, len(token.text))
-        if ts.at("["):
-            return self.memory(ts)
-        expr = parse_expr(ts)
-        return _Operand("i", expr.col, expr.end, token.text, expr=expr)
-
-    def memory(self, ts: TokenStream) -> _Operand:
-        opening = ts.next()
-        token = ts.peek()
-        base, disp = NO_BASE, None
-        if ts.at("]"):
-            raise LineError("empty memory operand", opening.col, 2)
-        if token.kind == "ident" and token.text.lower() in CR_NAMES:
-            raise LineError("a control register cannot be a memory base", token.col, len(token.text))
-        if token.kind == "ident" and token.text.lower() in REGISTER_NUMBERS:
-            ts.next()
-            base = REGISTER_NUMBERS[token.text.lower()]
-            if ts.at("+", "-"):
-                disp = parse_expr(ts)  # the sign parses as a unary operator: [r2-4+1] is r2 + (-4+1)
-            elif not ts.at("]"):
-                raise unexpected(ts.peek(), "'+', '-' or ']'")
-        else:
-            disp = parse_expr(ts)
-        closing = ts.expect("]", "']'")
-        return _Operand("m", opening.col, closing.end, "", base, disp)
-
-    def match(self, token: Token, mnemonic: str, specs: tuple[OpSpec, ...],
-              operands: tuple[_Operand, ...]) -> OpSpec:
-        kinds = [op.kind for op in operands]
-        for spec in specs:
-            shape = [kind.replace("p", "i") for kind, _ in _FORMS[spec.form]]
-            if shape == kinds:
-                return spec
-        forms = _forms_text(mnemonic, specs)
-        same = [spec for spec in specs if len(_FORMS[spec.form]) == len(operands)]
-        if not same:
-            counts = sorted({len(_FORMS[spec.form]) for spec in specs})
-            col, end = token.col, token.end
-            if len(operands) > counts[-1]:
-                col, end = operands[counts[-1]].col, operands[-1].end
-            raise LineError(f"wrong number of operands for '{mnemonic}': got {len(operands)} ({forms})", col, end - col)
-        for index, op in enumerate(operands):
-            wanted = list(dict.fromkeys(_FORMS[spec.form][index][0] for spec in same))
-            if op.kind not in [w.replace("p", "i") for w in wanted]:
-                got = {"r": f"register '{op.text}'", "c": f"control register '{op.text}'", "m": "a memory operand",
-                       "i": f"'{op.expr.name}'" if isinstance(op.expr, Sym) else "an immediate"}[op.kind]
-                hint = "; control registers are accessed with movcr and movrc" if op.kind == "c" else ""
-                raise LineError(f"operand {index + 1} of '{mnemonic}' must be "
-                                f"{' or '.join(_KIND_WANTED[w] for w in wanted)}, not {got} ({forms}){hint}",
-                                op.col, op.end - op.col)
-        raise LineError(f"invalid operands for '{mnemonic}' ({forms})", token.col, len(token.text))
 
     # directives -------------------------------------------------------------------------------
 
@@ -442,7 +307,7 @@ class _Assembler:
         name = token.text.lower()
         if name not in DIRECTIVES:
             hint = (f" (did you mean '{_DIRECTIVE_HINTS[name]}'?)" if name in _DIRECTIVE_HINTS
-                    else _suggest(name, list(DIRECTIVES)))
+                    else suggest(name, list(DIRECTIVES)))
             raise LineError(f"unknown directive '{token.text}'{hint}", token.col, len(token.text))
         if name == ".equ":
             symbol = ts.peek()
@@ -476,13 +341,13 @@ class _Assembler:
             if ts.at(","):
                 ts.next()
                 fill = parse_expr(ts)
-            count = _fit(self.now(count_expr, ".space"), count_expr, 0, MAX_IMAGE, f"0..{MAX_IMAGE}")
+            count = fit(self.now(count_expr, ".space"), count_expr, 0, MAX_IMAGE, f"0..{MAX_IMAGE}")
             address = self.place(count, instruction=False)
             self.items.append(_Item("space", address, count, self.line_no, self.statement,
                                     exprs=(fill,) if fill is not None else ()))
         elif name == ".align":
             expr = parse_expr(ts)
-            align = _fit(self.now(expr, ".align"), expr, 1, MAX_ALIGN, f"1..{MAX_ALIGN}")
+            align = fit(self.now(expr, ".align"), expr, 1, MAX_ALIGN, f"1..{MAX_ALIGN}")
             if align & (align - 1):
                 raise LineError(f".align needs a power of two, not {align}", expr.col, expr.end - expr.col)
             self.end_of_statement(ts, "the alignment")
@@ -492,7 +357,7 @@ class _Assembler:
                 self.move_to(self.lc + -self.lc % align)
         elif name == ".org":
             expr = parse_expr(ts)
-            address = _fit(self.now(expr, ".org"), expr, 0, WORD_MASK, "an address (0..0xffffffff)")
+            address = fit(self.now(expr, ".org"), expr, 0, WORD_MASK, "an address (0..0xffffffff)")
             self.end_of_statement(ts, "the address")
             if not self.origin_fixed:
                 self.origin = self.lc = address
@@ -540,7 +405,7 @@ class _Assembler:
         assert definition.expr is not None
         definition.state = "active"
         try:
-            definition.value = _fit(evaluate(definition.expr, self.resolve, definition.here), definition.expr)
+            definition.value = fit(evaluate(definition.expr, self.resolve, definition.here), definition.expr)
         except LineError as err:
             definition.state = "failed"
             self.record(err, definition.line)
@@ -553,13 +418,13 @@ class _Assembler:
 
     def value(self, expr: Expr | None, here: int) -> int:
         """A 32-bit field value (negative numbers in two's complement)."""
-        return 0 if expr is None else _fit(evaluate(expr, self.resolve, here), expr) & WORD_MASK
+        return 0 if expr is None else fit(evaluate(expr, self.resolve, here), expr) & WORD_MASK
 
     def encode(self, item: _Item) -> bytes:
         if item.kind == "instr":
             assert item.spec is not None
             fields = {"a": 0, "b": 0, "imm": 0}
-            for (kind, field), op in zip(_FORMS[item.spec.form], item.operands, strict=True):
+            for (kind, field), op in zip(FORMS[item.spec.form], item.operands, strict=True):
                 if kind in "ip":
                     fields[field] = self.value(op.expr, item.address)
                 elif kind == "m":
@@ -571,11 +436,11 @@ class _Assembler:
         if item.kind == "word":
             return b"".join(self.value(expr, item.address).to_bytes(4, "little") for expr in item.exprs)
         if item.kind == "byte":
-            return bytes(_fit(evaluate(e, self.resolve, item.address), e, -128, 255, "a byte (-128..255)") & 0xFF
+            return bytes(fit(evaluate(e, self.resolve, item.address), e, -128, 255, "a byte (-128..255)") & 0xFF
                          for e in item.exprs)
         if item.kind == "space" and item.exprs:
             fill = item.exprs[0]
-            return bytes((_fit(evaluate(fill, self.resolve, item.address), fill, -128, 255,
+            return bytes((fit(evaluate(fill, self.resolve, item.address), fill, -128, 255,
                                "a byte (-128..255)") & 0xFF,)) * item.size
         return item.data if item.kind == "bytes" else bytes(item.size)
 

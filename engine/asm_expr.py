@@ -1,4 +1,4 @@
-"""Lexer and expression language of the assembler (see ``engine/asm.py`` and ``docs/assembler.md``).
+"""Lexer, expression language and operand syntax of the assembler (see ``engine/asm.py`` and ``docs/assembler.md``).
 
 One source line becomes a list of `Token`; a lexing problem becomes an ``error`` token so that the
 labels in front of it still get defined. Expressions parse into a small tree that is evaluated later
@@ -7,11 +7,13 @@ labels in front of it still get defined. Expressions parse into a small tree tha
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.isa import CR_NAMES, REGISTER_NUMBERS
+from engine.disasm import NO_BASE
+from engine.isa import CR_NAMES, REGISTER_NUMBERS, WORD_MASK, Form, OpSpec
 
 
 class LineError(Exception):
@@ -348,3 +350,151 @@ def uses_symbols(node: Expr) -> bool:
     if isinstance(node, Binary):
         return uses_symbols(node.left) or uses_symbols(node.right)
     return False
+
+
+# Operands ----------------------------------------------------------------------------------------
+
+# Operand shape of each form: (kind, encoding field) per operand. Kinds: r register, c control register,
+# m memory operand [base+disp], i immediate, p port (an immediate). A memory operand's base goes into
+# the named field and its displacement into imm.
+FORMS: dict[Form, tuple[tuple[str, str], ...]] = {
+    Form.NONE: (),
+    Form.R: (("r", "a"),),
+    Form.RR: (("r", "a"), ("r", "b")),
+    Form.RI: (("r", "a"), ("i", "imm")),
+    Form.I: (("i", "imm"),),
+    Form.MEM_LOAD: (("r", "a"), ("m", "b")),
+    Form.MEM_STORE: (("m", "a"), ("r", "b")),
+    Form.MEM: (("m", "a"),),
+    Form.CR_WRITE: (("c", "imm"), ("r", "b")),
+    Form.CR_READ: (("r", "a"), ("c", "imm")),
+    Form.PORT_IN: (("r", "a"), ("p", "imm")),
+    Form.PORT_OUT: (("p", "imm"), ("r", "b")),
+}
+_BINARY_OPS = frozenset(("+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>"))
+_KIND_SYNTAX = {"r": "r", "i": "imm", "p": "port", "m": "[mem]", "c": "cr"}
+_KIND_WANTED = {"r": "a register", "i": "an immediate", "p": "a port number",
+                "m": "a memory operand such as [r2+8]", "c": f"a control register ({CR_LIST})"}
+
+
+@dataclass(frozen=True, slots=True)
+class Operand:
+    """One parsed instruction operand."""
+
+    kind: str  # r, c, m or i
+    col: int
+    end: int
+    text: str
+    number: int = 0  # register, control register or memory base
+    expr: Expr | None = None  # immediate or memory displacement
+
+
+def forms_text(mnemonic: str, specs: tuple[OpSpec, ...]) -> str:
+    """E.g. "add takes 'r, r' or 'r, imm'", from the opcode-table rows of a mnemonic."""
+    shapes = [", ".join(_KIND_SYNTAX[kind] for kind, _ in FORMS[spec.form]) for spec in specs]
+    if shapes == [""]:
+        return f"{mnemonic} takes no operands"
+    quoted = [f"'{shape}'" if shape else "no operands" for shape in shapes]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+    return f"{mnemonic} takes {listed}"
+
+
+def suggest(word: str, candidates: list[str]) -> str:
+    """A " (did you mean 'x'?)" hint, or ""."""
+    match = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def fit(value: int, expr: Expr, low: int = -(1 << 31), high: int = WORD_MASK, what: str = "32 bits") -> int:
+    """``value`` if it lies in low..high, else a 'value out of range' error under ``expr``."""
+    if not low <= value <= high:
+        raise LineError(f"value out of range: {value} ({value:#x}) does not fit in {what}",
+                        expr.col, expr.end - expr.col)
+    return value
+
+
+def parse_operands(ts: TokenStream, mnemonic: str, most: int) -> tuple[Operand, ...]:
+    """The comma-separated operands up to the end of the line (``most``: the mnemonic's largest count)."""
+    found: list[Operand] = []
+    while ts.peek().kind != "eol":
+        operand = parse_operand(ts)
+        found.append(operand)
+        token = ts.peek()
+        if ts.at(","):
+            ts.next()
+            if ts.peek().kind == "eol":
+                raise LineError("expected an operand after ','", token.col)
+        elif token.kind != "eol":
+            raise_if_error(token)
+            if operand.kind == "r" and token.kind == "op" and token.text in _BINARY_OPS:
+                raise LineError(f"a register cannot take an offset here; a memory operand is written "
+                                f"[{operand.text}{token.text}...]", token.col, len(token.text))
+            if len(found) < most:
+                raise LineError(f"missing ',' before '{token.text}'", token.col, len(token.text))
+            raise LineError(f"unexpected '{token.text}' after the operands of '{mnemonic}'",
+                            token.col, len(token.text))
+    return tuple(found)
+
+def parse_operand(ts: TokenStream) -> Operand:
+    """A register, control register, memory operand or immediate expression."""
+    token = ts.peek()
+    if token.kind == "ident":
+        lower = token.text.lower()
+        if lower in REGISTER_NUMBERS:
+            ts.next()
+            return Operand("r", token.col, token.end, token.text, REGISTER_NUMBERS[lower])
+        if lower in CR_NAMES:
+            ts.next()
+            return Operand("c", token.col, token.end, token.text, CR_NAMES[lower])
+        if (message := register_like(token.text)) is not None:
+            raise LineError(message, token.col, len(token.text))
+    if ts.at("["):
+        return _parse_memory(ts)
+    expr = parse_expr(ts)
+    return Operand("i", expr.col, expr.end, token.text, expr=expr)
+
+def _parse_memory(ts: TokenStream) -> Operand:
+    opening = ts.next()
+    token = ts.peek()
+    base, disp = NO_BASE, None
+    if ts.at("]"):
+        raise LineError("empty memory operand", opening.col, 2)
+    if token.kind == "ident" and token.text.lower() in CR_NAMES:
+        raise LineError("a control register cannot be a memory base", token.col, len(token.text))
+    if token.kind == "ident" and token.text.lower() in REGISTER_NUMBERS:
+        ts.next()
+        base = REGISTER_NUMBERS[token.text.lower()]
+        if ts.at("+", "-"):
+            disp = parse_expr(ts)  # the sign parses as a unary operator: [r2-4+1] is r2 + (-4+1)
+        elif not ts.at("]"):
+            raise unexpected(ts.peek(), "'+', '-' or ']'")
+    else:
+        disp = parse_expr(ts)
+    closing = ts.expect("]", "']'")
+    return Operand("m", opening.col, closing.end, "", base, disp)
+
+def match_form(token: Token, mnemonic: str, specs: tuple[OpSpec, ...], operands: tuple[Operand, ...]) -> OpSpec:
+    """The opcode-table row whose operand shape matches, or an error naming the mnemonic's forms."""
+    kinds = [op.kind for op in operands]
+    for spec in specs:
+        shape = [kind.replace("p", "i") for kind, _ in FORMS[spec.form]]
+        if shape == kinds:
+            return spec
+    forms = forms_text(mnemonic, specs)
+    same = [spec for spec in specs if len(FORMS[spec.form]) == len(operands)]
+    if not same:
+        counts = sorted({len(FORMS[spec.form]) for spec in specs})
+        col, end = token.col, token.end
+        if len(operands) > counts[-1]:
+            col, end = operands[counts[-1]].col, operands[-1].end
+        raise LineError(f"wrong number of operands for '{mnemonic}': got {len(operands)} ({forms})", col, end - col)
+    for index, op in enumerate(operands):
+        wanted = list(dict.fromkeys(FORMS[spec.form][index][0] for spec in same))
+        if op.kind not in [w.replace("p", "i") for w in wanted]:
+            got = {"r": f"register '{op.text}'", "c": f"control register '{op.text}'", "m": "a memory operand",
+                   "i": f"'{op.expr.name}'" if isinstance(op.expr, Sym) else "an immediate"}[op.kind]
+            hint = "; control registers are accessed with movcr and movrc" if op.kind == "c" else ""
+            raise LineError(f"operand {index + 1} of '{mnemonic}' must be "
+                            f"{' or '.join(_KIND_WANTED[w] for w in wanted)}, not {got} ({forms}){hint}",
+                            op.col, op.end - op.col)
+    raise LineError(f"invalid operands for '{mnemonic}' ({forms})", token.col, len(token.text))
