@@ -144,6 +144,13 @@ boot_count_ok:
         ld r1, [module_count]
         call print_dec
         call print_newline
+        ld r0, [process_count]
+        ld r1, [module_count]
+        cmp r0, r1
+        jz boot_all_modules
+        mov r1, msg_too_many              ; "[kernel] only 8 processes: extra modules ignored"
+        call print_str
+boot_all_modules:
 
         call init_frames                  ; every unused frame onto the free list
         call build_kernel_space           ; kernel page table + the kernel's own page directory
@@ -293,6 +300,29 @@ map_page_done:
         pop r4
         ret
 
+; map_zero_page(r1 = page directory, r2 = virtual address) -> r0 = 1, or 0 if memory ran out:
+; a fresh zero-filled frame, mapped user-writable at the page holding r2.
+map_zero_page:
+        push r1
+        push r2
+        call alloc_frame
+        pop r2
+        pop r1
+        cmp r0, 0
+        jz map_zero_page_done             ; out of memory: r0 = 0
+        push r0
+        mov r3, r0
+        or r3, USER_PTE
+        and r2, FRAME_MASK
+        call map_page
+        pop r1
+        cmp r0, 0
+        jnz map_zero_page_done
+        call free_frame                   ; no room for a page table: give the frame back
+        mov r0, 0
+map_zero_page_done:
+        ret
+
 ; ============================================================================ processes
 ; create_process(r1 = module index): the module becomes process r1 + 1, ready to run.
 create_process:
@@ -330,7 +360,6 @@ create_process:
         st [r4 + P_CR3], r0
 
         ; Code and data: copy the module page by page into fresh frames at USER_BASE.
-        push USER_BASE                    ; [sp + 4] = the next virtual page
         push 0                            ; [sp] = bytes copied so far
 create_process_copy:
         ld r0, [sp]
@@ -341,8 +370,8 @@ create_process_copy:
         cmp r0, 0
         jz out_of_memory
         push r0                           ; the frame
-        mov r1, r0                        ; copy_bytes(dst = frame, src = module + copied,
-        ld r2, [r5 + MOD_START]           ;            count = min(4096, length - copied))
+        mov r1, r0                        ; copy_words(frame, module start + copied,
+        ld r2, [r5 + MOD_START]           ;            min(4096, length - copied))
         ld r0, [sp + 4]
         add r2, r0
         ld r3, [r5 + MOD_LENGTH]
@@ -352,32 +381,24 @@ create_process_copy:
         mov r3, PAGE_SIZE
 create_process_short:
         call copy_words
-        pop r3                            ; map_page(directory, va, frame | user bits)
-        or r3, USER_PTE
+        pop r3                            ; map_page(directory, USER_BASE + copied,
+        or r3, USER_PTE                   ;          frame | P | W | U)
         mov r1, r6
-        ld r2, [sp + 4]
+        ld r2, [sp]
+        add r2, USER_BASE
         call map_page
         cmp r0, 0
         jz out_of_memory
         ld r0, [sp]                       ; next page
         add r0, PAGE_SIZE
         st [sp], r0
-        ld r0, [sp + 4]
-        add r0, PAGE_SIZE
-        st [sp + 4], r0
         jmp create_process_copy
 create_process_copied:
         pop r0
-        pop r0
 
-        call alloc_frame                  ; the top page of the user stack
-        cmp r0, 0
-        jz out_of_memory
-        mov r3, r0
-        or r3, USER_PTE
-        mov r1, r6
+        mov r1, r6                        ; the top page of the user stack
         mov r2, STACK_TOP - PAGE_SIZE
-        call map_page
+        call map_zero_page
         cmp r0, 0
         jz out_of_memory
 
@@ -444,11 +465,7 @@ end_current_process:
 ; faulting address for a page fault) and end the process.
 kill_current:
         push r1
-        mov r1, msg_pid
-        call print_str
-        ld r1, [current]
-        ld r1, [r1 + P_PID]
-        call print_dec
+        call print_pid_prefix             ; "[kernel] pid 2"
         mov r1, msg_killed
         call print_str
         pop r1
@@ -491,11 +508,22 @@ reap_zombies_next:
         and r5, FRAME_MASK                ; r5 = its page directory
         lea r6, [r5 + 4]                  ; directory entries 1..1023 (entry 0 is the kernel's)
 reap_zombies_table:
-        ld r1, [r6]
-        test r1, PTE_P
+        ld r3, [r6]
+        test r3, PTE_P
         jz reap_zombies_no_table
-        and r1, FRAME_MASK
-        call free_table_and_pages
+        and r3, FRAME_MASK                ; r3 = a page table: free every page it maps ...
+        push r3
+reap_zombies_page:
+        ld r1, [r3]
+        test r1, PTE_P
+        jz reap_zombies_no_page
+        call free_frame                   ; (free_frame leaves r3 alone)
+reap_zombies_no_page:
+        add r3, 4
+        test r3, 0xfff
+        jnz reap_zombies_page             ; until r3 reaches the end of the table's page
+        pop r1                            ; ... then the table itself
+        call free_frame
 reap_zombies_no_table:
         add r6, 4
         lea r0, [r5 + PAGE_SIZE]
@@ -515,27 +543,6 @@ reap_zombies_skip:
         mov r0, 0
         st [zombie_count], r0
         pop r6
-        pop r5
-        pop r4
-        ret
-
-; free_table_and_pages(r1 = page table): free every page it maps, then the table itself.
-free_table_and_pages:
-        push r4
-        push r5
-        mov r4, r1
-        lea r5, [r1 + PAGE_SIZE]
-free_table_next:
-        ld r1, [r4]
-        test r1, PTE_P
-        jz free_table_skip
-        call free_frame
-free_table_skip:
-        add r4, 4
-        cmp r4, r5
-        jb free_table_next
-        lea r1, [r5 - PAGE_SIZE]
-        call free_frame
         pop r5
         pop r4
         ret
@@ -603,42 +610,33 @@ all_done:
 ; Every trap-table entry points at a three-instruction stub: save r7, put the address of the
 ; handler in r7, and join trap_common. The CPU has already switched to the kernel stack (from
 ; ksp) and pushed sp, flags|ring, pc, vector and error code.
-trap_divide:
-        push r7
-        mov r7, handle_divide
-        jmp trap_common
-trap_breakpoint:
-        push r7
-        mov r7, handle_breakpoint
-        jmp trap_common
-trap_invalid_opcode:
-        push r7
-        mov r7, handle_invalid_opcode
-        jmp trap_common
-trap_privileged:
-        push r7
-        mov r7, handle_privileged
-        jmp trap_common
-trap_page_fault:
-        push r7
-        mov r7, handle_page_fault
-        jmp trap_common
-trap_alignment:
-        push r7
-        mov r7, handle_alignment
-        jmp trap_common
-trap_timer:
-        push r7
-        mov r7, handle_timer
-        jmp trap_common
-trap_device:
-        push r7
-        mov r7, handle_device
-        jmp trap_common
-trap_syscall:
-        push r7
-        mov r7, handle_syscall
-        jmp trap_common
+trap_divide:          push r7
+                      mov r7, handle_divide
+                      jmp trap_common
+trap_breakpoint:      push r7
+                      mov r7, handle_breakpoint
+                      jmp trap_common
+trap_invalid_opcode:  push r7
+                      mov r7, handle_invalid_opcode
+                      jmp trap_common
+trap_privileged:      push r7
+                      mov r7, handle_privileged
+                      jmp trap_common
+trap_page_fault:      push r7
+                      mov r7, handle_page_fault
+                      jmp trap_common
+trap_alignment:       push r7
+                      mov r7, handle_alignment
+                      jmp trap_common
+trap_timer:           push r7
+                      mov r7, handle_timer
+                      jmp trap_common
+trap_device:          push r7
+                      mov r7, handle_device
+                      jmp trap_common
+trap_syscall:         push r7
+                      mov r7, handle_syscall
+                      jmp trap_common
 
 ; trap_common: save the rest of the registers, so the stack holds the complete trap frame (TF_*)
 ; of the interrupted code, and call the handler with r7 = the frame.
@@ -708,11 +706,7 @@ handle_alignment:
 
 ; brk: report it and carry on (the frame's pc is already the next instruction).
 handle_breakpoint:
-        mov r1, msg_pid
-        call print_str
-        ld r1, [current]
-        ld r1, [r1 + P_PID]
-        call print_dec
+        call print_pid_prefix             ; "[kernel] pid 2"
         mov r1, msg_breakpoint
         call print_str
         ld r1, [r7 + TF_PC]
@@ -776,28 +770,17 @@ page_fault_in_kernel:
         st [fault_fixup], r0
         ret
 page_fault_demand_zero:
-        push r1
-        call alloc_frame                  ; a zero-filled frame
-        pop r2
+        ld r0, [r2 + P_CR3]               ; map_zero_page(its directory, the faulting address)
+        mov r2, r1
+        mov r1, r0
+        and r1, FRAME_MASK
+        call map_zero_page
         cmp r0, 0
         jz page_fault_no_memory
-        mov r3, r0
-        or r3, USER_PTE
-        and r2, FRAME_MASK                ; the faulting page
-        ld r1, [current]
-        ld r1, [r1 + P_CR3]
-        and r1, FRAME_MASK
-        push r3
-        call map_page
-        pop r1
-        cmp r0, 0
-        jz page_fault_no_table
         ld r0, [demand_zero_pages]
         add r0, 1
         st [demand_zero_pages], r0
-        ret                               ; retry the instruction
-page_fault_no_table:
-        call free_frame
+        ret                               ; iret retries the instruction
 page_fault_no_memory:
         mov r1, msg_out_of_memory
         jmp kill_current
@@ -870,11 +853,7 @@ sys_yield:
 ; exit(r1 = code): "[kernel] pid 1 exited with code 0"; never returns to the process.
 sys_exit:
         push r1
-        mov r1, msg_pid
-        call print_str
-        ld r1, [current]
-        ld r1, [r1 + P_PID]
-        call print_dec
+        call print_pid_prefix             ; "[kernel] pid 2"
         mov r1, msg_exited
         call print_str
         pop r1
@@ -950,6 +929,14 @@ print_hex_number:
         jge print_hex_digit
         ret
 
+; print_pid_prefix: "[kernel] pid " and the running process's pid.
+print_pid_prefix:
+        mov r1, msg_pid
+        call print_str
+        ld r1, [current]
+        ld r1, [r1 + P_PID]
+        jmp print_dec                     ; (a tail call: print_dec's ret returns for us)
+
 print_newline:
         mov r0, 10
         out PORT_CONSOLE, r0
@@ -1024,6 +1011,7 @@ msg_banner:         .asciz "[kernel] booting: memory "
 msg_banner_modules: .asciz " KiB, modules "
 msg_loaded:         .asciz "[kernel] loaded "
 msg_as_pid:         .asciz " as pid "
+msg_too_many:       .asciz "[kernel] only 8 processes: extra modules ignored\n"
 msg_pid:            .asciz "[kernel] pid "
 msg_exited:         .asciz " exited with code "
 msg_killed:         .asciz " killed: "

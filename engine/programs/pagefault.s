@@ -19,11 +19,13 @@ _start:
         cmp r4, 0xffffffff
         jz failed
 
+first_touch:
         ld r0, [r4 + 4096]                ; first touch of page 2 (a read): must be zero
         cmp r0, 0
         jnz failed
-        mov r0, 0x12345678                ; first touch of page 1 (a write)
-        st [r4], r0
+        mov r0, 0x12345678
+second_touch:
+        st [r4], r0                       ; first touch of page 1 (a write)
         ld r1, [r4]                       ; read it back
         cmp r1, r0
         jnz failed

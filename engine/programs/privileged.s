@@ -14,6 +14,7 @@ _start:
         mov r1, before
         mov r2, before_end - before
         syscall
+try_cli:
         cli                               ; faults: the kernel kills us here
         mov r0, SYS_WRITE                 ; never reached
         mov r1, after

@@ -1,0 +1,418 @@
+"""The shipped teaching kernel (engine/programs/kernel.s) running the sample user programs.
+
+Everything here goes through the real assembler, loader, CPU and MMU: these are end-to-end tests of
+the guest kernel. Runs use `Machine.run(n)` (no events); only the tests that look at traps step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from engine.asm import assemble
+from engine.events import ControlRegisterWrite, Event, TlbFlush, TrapReturn, TrapTaken
+from engine.isa import PF_USER, PF_WRITE, Vector
+from engine.machine import Machine, MachineConfig
+from engine.program import Program
+from engine.programs import assemble_shipped, boot_kernel_machine
+
+BUDGET = 2_000_000  # steps; every scenario here halts long before
+USER_BASE = 0x0040_0000
+HEAP_BASE = 0x0060_0000
+KERNEL_FRAMES = 2  # the kernel page table and the kernel's own page directory
+
+HELLO_COUNT_OUTPUT = """\
+[kernel] booting: memory 1024 KiB, modules 2
+[kernel] loaded hello as pid 1
+[kernel] loaded count as pid 2
+Hello from user space!
+pid 2: count 0
+[kernel] pid 1 exited with code 0
+pid 2: count 1
+pid 2: count 2
+pid 2: count 3
+pid 2: count 4
+pid 2: count 5
+pid 2: count 6
+pid 2: count 7
+pid 2: count 8
+pid 2: count 9
+[kernel] pid 2 exited with code 0
+[kernel] all processes finished (2 exited, 0 killed); powering off
+"""
+
+
+def boot(*programs: str | Program, **config: object) -> Machine:
+    return boot_kernel_machine(list(programs), MachineConfig(**config))  # type: ignore[arg-type]
+
+
+def run_to_halt(machine: Machine) -> int:
+    steps = machine.run(BUDGET)
+    assert machine.halted, f"still running after {BUDGET} steps; console:\n{machine.console_output}"
+    return steps
+
+
+def kernel_word(machine: Machine, name: str) -> int:
+    return machine.read_word(assemble_shipped("kernel").symbols[name])
+
+
+def run_until_user_mode(machine: Machine) -> None:
+    """Run (unrecorded) through boot until the first instruction of ring-3 code is next."""
+    for _ in range(BUDGET):
+        if machine.cpu.ring == 3:
+            return
+        machine.run(1)
+    raise AssertionError("never reached ring 3")
+
+
+def step_until(machine: Machine, predicate: Callable[[Event], bool],
+               limit: int = 50_000) -> tuple[Event, list[Event]]:
+    """Step with events until `predicate(event)` holds; return that event and every event so far."""
+    seen: list[Event] = []
+    for _ in range(limit):
+        for event in machine.step().events:
+            seen.append(event)
+            if predicate(event):
+                return event, seen
+        assert not machine.halted, f"halted first: {machine.halt_reason}\n{machine.console_output}"
+    raise AssertionError("event not seen")
+
+
+def is_trap(vector: int) -> Callable[[Event], bool]:
+    return lambda event: isinstance(event, TrapTaken) and event.vector == vector
+
+
+def is_iret(event: Event) -> bool:
+    return isinstance(event, TrapReturn)
+
+
+def user_program(name: str, body: str) -> Program:
+    """Assemble a small user program (SYS_* constants predefined), named like a boot module."""
+    header = "        .org 0x00400000\nSYS_WRITE = 1\nSYS_GETPID = 2\nSYS_YIELD = 3\nSYS_EXIT = 4\nSYS_SBRK = 5\n"
+    return assemble(header + body, f"{name}.s")
+
+
+# ------------------------------------------------------------------------------------ boot and exit
+def test_hello_and_count_exact_output_and_clean_power_off() -> None:
+    machine = boot("hello", "count")
+    run_to_halt(machine)
+    assert machine.console_output == HELLO_COUNT_OUTPUT
+    assert machine.halt_reason == "power off"
+    assert machine.exit_code == 0
+    assert machine.cpu.ring == 0
+
+
+def test_every_frame_comes_back_after_all_processes_exit() -> None:
+    machine = boot("hello", "count", "pagefault", "privileged")
+    run_to_halt(machine)
+    assert "(3 exited, 1 killed)" in machine.console_output
+    assert kernel_word(machine, "free_frames") == kernel_word(machine, "boot_free_frames") - KERNEL_FRAMES
+
+
+def test_kernel_fits_below_the_module_area() -> None:
+    kernel = assemble_shipped("kernel")
+    assert kernel.origin == 0x1000 and kernel.entry == kernel.symbols["_start"] == 0x1000
+    assert kernel.end <= 0x40000
+
+
+def test_no_modules_powers_off_at_once() -> None:
+    machine = boot()
+    run_to_halt(machine)
+    assert machine.console_output.endswith("(0 exited, 0 killed); powering off\n")
+    assert machine.exit_code == 0
+
+
+def test_more_modules_than_process_slots() -> None:
+    machine = boot(*["hello"] * 9)
+    run_to_halt(machine)
+    out = machine.console_output
+    assert "[kernel] only 8 processes: extra modules ignored\n" in out
+    assert out.count("Hello from user space!\n") == 8
+    assert "(8 exited, 0 killed)" in out and machine.exit_code == 0
+
+
+# ------------------------------------------------------------------------------------ system calls
+def test_syscall_traps_from_ring_3_to_ring_0_and_irets_back() -> None:
+    machine = boot("hello")
+    run_until_user_mode(machine)
+    assert machine.cpu.pc == USER_BASE
+    trap, _ = step_until(machine, lambda e: isinstance(e, TrapTaken))
+    assert isinstance(trap, TrapTaken)
+    kernel = assemble_shipped("kernel")
+    hello = assemble_shipped("hello")
+    assert trap.vector == Vector.SYSCALL
+    assert (trap.from_ring, trap.to_ring) == (3, 0)
+    assert trap.pc == USER_BASE + 3 * 8  # the syscall after three movs
+    assert trap.return_pc == trap.pc + 8
+    assert trap.handler == kernel.symbols["trap_syscall"]
+    assert machine.cpu.ring == 0
+    assert machine.cpu.regs[8] == machine.cpu.ksp - 20  # the CPU pushed 5 words on the kernel stack
+    assert machine.cpu.pc == trap.handler
+    back, _ = step_until(machine, is_iret)
+    assert isinstance(back, TrapReturn)
+    assert (back.to_ring, back.pc) == (3, trap.return_pc)
+    assert machine.cpu.ring == 3
+    assert machine.cpu.regs[0] == hello.symbols["message_end"] - hello.symbols["message"]  # write's result
+    assert machine.console_output.endswith("Hello from user space!\n")
+
+
+def test_syscall_results_and_rejected_buffers() -> None:
+    # The program checks every result itself; its exit code is the number of the first wrong one.
+    program = user_program("checks", """
+        mov r0, SYS_WRITE           ; 1: kernel memory: refused
+        mov r1, 0x1000
+        mov r2, 16
+        syscall
+        st [results], r0
+        mov r0, SYS_WRITE           ; 2: user range but nothing mapped there: refused (fixup)
+        mov r1, 0x00500000
+        mov r2, 4
+        syscall
+        st [results + 4], r0
+        mov r0, SYS_WRITE           ; 3: wraps around the address space: refused
+        mov r1, 0xfffffff0
+        mov r2, 0x20
+        syscall
+        st [results + 8], r0
+        mov r0, 99                  ; 4: no such system call
+        syscall
+        st [results + 12], r0
+        mov r0, SYS_GETPID          ; 5
+        syscall
+        st [results + 16], r0
+        mov r0, SYS_SBRK            ; 6: sbrk(0) = the heap start
+        mov r1, 0
+        syscall
+        st [results + 20], r0
+        mov r0, SYS_SBRK            ; 7: more than the heap can hold
+        mov r1, 0x00200000
+        syscall
+        st [results + 24], r0
+        mov r0, SYS_SBRK            ; 8: below the heap start
+        mov r1, -4
+        syscall
+        st [results + 28], r0
+        mov r0, SYS_SBRK            ; 9: a heap page nobody touched; the kernel's read of the
+        mov r1, 4096                ;    buffer is the first touch, served like a user fault
+        syscall
+        mov r1, r0
+        mov r0, SYS_WRITE
+        mov r2, 3
+        syscall
+        st [results + 32], r0
+        mov r0, SYS_YIELD           ; 10
+        syscall
+        st [results + 36], r0
+        brk                         ; reported, not fatal
+        mov r1, 0
+check:
+        ld r2, [r1 + results]
+        ld r3, [r1 + expected]
+        add r1, 4
+        cmp r2, r3
+        jnz done
+        cmp r1, 40
+        jb check
+        mov r1, 0
+done:
+        shr r1, 2
+        mov r0, SYS_EXIT
+        syscall
+        .align 4
+expected:
+        .word -1, -1, -1, -1, 1, 0x00600000, -1, -1, 3, 0
+results:
+        .space 40
+""")
+    machine = boot(program)
+    run_to_halt(machine)
+    out = machine.console_output
+    brk_at = program.symbols["check"] - 16
+    assert f"[kernel] pid 1 breakpoint at {brk_at:#010x}\n" in out
+    assert "[kernel] pid 1 exited with code 0\n" in out
+    assert "\0\0\0" in out  # the three zero bytes of the demand-zero heap page
+    assert kernel_word(machine, "demand_zero_pages") == 1
+
+
+# ------------------------------------------------------------------------------------ page faults
+def test_demand_zero_page_fault_is_served_and_the_process_survives() -> None:
+    machine = boot("pagefault")
+    program = assemble_shipped("pagefault")
+    run_until_user_mode(machine)
+    fault, _ = step_until(machine, is_trap(Vector.PAGE_FAULT))
+    assert isinstance(fault, TrapTaken)
+    assert fault.pc == program.symbols["first_touch"]
+    assert fault.from_ring == 3
+    assert fault.fault_address == HEAP_BASE + 4096  # sbrk returned HEAP_BASE; the read is 4096 on
+    assert fault.error_code == PF_USER  # a read, page not present, from user mode
+    assert machine.cpu.cr2 == HEAP_BASE + 4096
+    assert fault.handler == assemble_shipped("kernel").symbols["trap_page_fault"]
+    back, _ = step_until(machine, is_iret)
+    assert isinstance(back, TrapReturn)
+    assert (back.to_ring, back.pc) == (3, fault.pc)  # the faulting load runs again ...
+    # (A timer tick that came due during the handler may be delivered first; the load then retries.)
+    retry = machine.step()
+    while retry.pc != fault.pc or machine.cpu.ring != 3:
+        retry = machine.step()
+    assert not any(isinstance(e, TrapTaken) for e in retry.events)  # ... and succeeds
+    assert machine.cpu.regs[0] == 0  # demand-zero
+    second, _ = step_until(machine, is_trap(Vector.PAGE_FAULT))
+    assert isinstance(second, TrapTaken)
+    assert second.pc == program.symbols["second_touch"]
+    assert (second.fault_address, second.error_code) == (HEAP_BASE, PF_USER | PF_WRITE)
+    run_to_halt(machine)
+    assert "pagefault: heap pages arrived on first touch, zero-filled\n" in machine.console_output
+    assert "[kernel] pid 1 exited with code 0\n" in machine.console_output
+    assert "killed" not in machine.console_output.replace("0 killed", "")
+    assert kernel_word(machine, "demand_zero_pages") == 2
+
+
+def test_stack_grows_on_demand_and_overflow_kills() -> None:
+    deep = user_program("deep", """
+        mov r1, 3000                ; 12000 bytes of pushes: the mapped top page and two more
+push_more:
+        push r1
+        sub r1, 1
+        jnz push_more
+        mov r0, SYS_EXIT
+        mov r1, 0
+        syscall
+""")
+    runaway = user_program("runaway", """
+forever:
+        push r1
+        jmp forever
+""")
+    machine = boot(deep, runaway)
+    run_to_halt(machine)
+    out = machine.console_output
+    assert "[kernel] pid 1 exited with code 0\n" in out
+    assert re.search(r"\[kernel\] pid 2 killed: page fault at 0x00400000 \(address 0x007efffc\)\n", out)
+    assert kernel_word(machine, "demand_zero_pages") == 2 + 15  # runaway: the whole 64 KiB but the top page
+
+
+def test_wild_pointers_kill_with_the_faulting_address() -> None:
+    unmapped = user_program("unmapped", "        mov r1, 0x00500010\n        ld r0, [r1]\n")
+    kernel_peek = user_program("peek", "        ld r0, [0x1000]\n")  # kernel memory: U=0
+    past_break = user_program("pastbrk", "        mov r1, 0x00600000\n        st [r1], r1\n")
+    machine = boot(unmapped, kernel_peek, past_break)
+    run_to_halt(machine)
+    out = machine.console_output
+    assert "[kernel] pid 1 killed: page fault at 0x00400008 (address 0x00500010)\n" in out
+    assert "[kernel] pid 2 killed: page fault at 0x00400000 (address 0x00001000)\n" in out
+    assert "[kernel] pid 3 killed: page fault at 0x00400008 (address 0x00600000)\n" in out
+    assert out.endswith("(0 exited, 3 killed); powering off\n") and machine.exit_code == 0
+
+
+# ------------------------------------------------------------------------------------ faults that kill
+def test_privileged_instruction_kills_only_that_process() -> None:
+    machine = boot("privileged", "hello")
+    run_to_halt(machine)
+    cli_at = assemble_shipped("privileged").symbols["try_cli"]
+    out = machine.console_output
+    assert f"[kernel] pid 1 killed: privileged instruction at {cli_at:#010x}\n" in out
+    assert "privileged: executing cli in ring 3\n" in out
+    assert "cli did not fault" not in out
+    assert "Hello from user space!\n[kernel] pid 2 exited with code 0\n" in out
+    assert out.endswith("[kernel] all processes finished (1 exited, 1 killed); powering off\n")
+    assert machine.exit_code == 0
+    assert machine.cpu.trap_counts[Vector.PRIVILEGED] == 1
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("        mov r1, 5\n        div r1, 0\n", "divide by zero at 0x00400008"),
+    ("        hypercall 1\n", "invalid opcode at 0x00400000"),
+    ("        mov r1, 0x00400002\n        ld r0, [r1]\n", "misaligned access at 0x00400008"),
+    ("        nop\n        out 0xf4, r0\n", "privileged instruction at 0x00400008"),
+])
+def test_user_faults_kill_the_process(body: str, message: str) -> None:
+    machine = boot(user_program("faulty", body), "hello")
+    run_to_halt(machine)
+    assert f"[kernel] pid 1 killed: {message}\n" in machine.console_output
+    assert "[kernel] pid 2 exited with code 0\n" in machine.console_output
+    assert machine.exit_code == 0
+
+
+# ------------------------------------------------------------------------------------ scheduling
+def _lines_of(output: str) -> list[tuple[int, int]]:
+    return [(int(pid), int(n)) for pid, n in re.findall(r"^pid (\d): count (\d)$", output, re.M)]
+
+
+def test_timer_preemption_interleaves_two_processes() -> None:
+    machine = boot("count", "count")
+    run_to_halt(machine)
+    lines = _lines_of(machine.console_output)
+    assert [n for pid, n in lines if pid == 1] == list(range(10))
+    assert [n for pid, n in lines if pid == 2] == list(range(10))
+    pids = [pid for pid, _ in lines]
+    switches = sum(1 for a, b in zip(pids, pids[1:], strict=False) if a != b)
+    assert switches >= 5  # neither ran to completion first: the timer took the CPU away
+    assert machine.cpu.trap_counts[Vector.TIMER] > 10
+    assert "(2 exited, 0 killed)" in machine.console_output
+
+
+def test_without_the_timer_a_spinning_process_is_never_preempted() -> None:
+    # count never yields: switch the timer off once the kernel is in user mode, and nothing interleaves.
+    machine = boot("count", "count")
+    run_until_user_mode(machine)
+    machine.timer.interval = machine.timer.countdown = 0
+    run_to_halt(machine)
+    assert [pid for pid, _ in _lines_of(machine.console_output)] == [1] * 10 + [2] * 10
+
+
+def test_yield_hands_the_cpu_to_the_other_process() -> None:
+    machine = boot("yielder", "yielder")
+    run_to_halt(machine)
+    turns = re.findall(r"^pid (\d): turn (\d)$", machine.console_output, re.M)
+    assert [t for p, t in turns if p == "1"] == list("01234")
+    assert [t for p, t in turns if p == "2"] == list("01234")
+    assert machine.exit_code == 0
+
+
+def test_a_switch_loads_the_next_address_space_and_kernel_stack() -> None:
+    machine = boot("count", "count")
+    run_until_user_mode(machine)
+    first_cr3, first_ksp = machine.cpu.cr3, machine.cpu.ksp
+    assert first_cr3 & 0xFFF == 1  # pid 1 is the address-space id
+    step_until(machine, is_trap(Vector.TIMER))
+    _, events = step_until(machine, is_iret)
+    writes = {e.register: e.new for e in events if isinstance(e, ControlRegisterWrite)}
+    assert writes["cr3"] == machine.cpu.cr3 != first_cr3 and machine.cpu.cr3 & 0xFFF == 2
+    assert writes["ksp"] == machine.cpu.ksp != first_ksp
+    assert any(isinstance(e, TlbFlush) and e.scope == "cr3" for e in events)  # untagged TLB: flushed
+    assert (machine.cpu.ring, machine.cpu.pc) == (3, USER_BASE)  # pid 2 starts at its first instruction
+
+
+# ------------------------------------------------------------------------------------ configurations
+@pytest.mark.parametrize("config", [
+    {"tlb_tagged": True},
+    {"tlb_entries": 1, "tlb_policy": "random", "seed": 3},
+    {"memory_size": 4 << 20},
+    {"memory_size": 8 << 20, "tlb_policy": "fifo"},
+])
+def test_same_output_under_other_machine_configurations(config: dict[str, object]) -> None:
+    machine = boot("hello", "count", **config)
+    run_to_halt(machine)
+    expected = HELLO_COUNT_OUTPUT
+    if "memory_size" in config:
+        expected = expected.replace("1024 KiB", f"{int(config['memory_size']) >> 10} KiB")  # type: ignore[call-overload]
+    assert machine.console_output == expected
+    assert machine.exit_code == 0
+
+
+def test_console_input_is_echoed_by_the_device_handler() -> None:
+    machine = boot("hello", console_input="hi!")
+    run_to_halt(machine)
+    assert "hi!" in machine.console_output
+    assert machine.cpu.trap_counts[Vector.DEVICE] == 1
+
+
+def test_deterministic_output_and_step_count() -> None:
+    runs = []
+    for _ in range(2):
+        machine = boot("count", "pagefault", "privileged", "count")
+        steps = run_to_halt(machine)
+        runs.append((machine.console_output, steps, machine.cpu.cycles, bytes(machine.memory)))
+    assert runs[0] == runs[1]
