@@ -101,7 +101,7 @@ def tokenize(text: str) -> list[Token]:
                 i += 1
             elif ch == ";" or (ch == "#" and (i == 0 or text[i - 1].isspace())):
                 break
-            elif ch.isdigit():
+            elif "0" <= ch <= "9":
                 word = _WORDISH.match(text, i)
                 assert word is not None
                 literal = word.group()

@@ -134,6 +134,22 @@ def test_random_sequences_round_trip(data: st.DataObject) -> None:
     assert assemble("\n".join(listing)).image == first.image
 
 
+
+_FRAGMENTS = st.sampled_from([
+    "mov", "ld", "st", "jmp", "out", "movcr", "r1", "r9", "sp", "cr3", "cr7", ",", "[", "]", "+", "-", "*", "/", "(",
+    ")", "<<", "~", "0x", "12", "0b2", "1000000000000", "'a'", "'", '"s"', '"', "\\", ".", "x", "x:", "=", ";", "#",
+    ".org", ".word", ".byte", ".space", ".align", ".equ", ".entry", ".asciz", "\t", "\n",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(_FRAGMENTS, max_size=24).map(" ".join), st.text(max_size=40)))
+def test_any_input_assembles_or_reports_errors(source: str) -> None:
+    try:
+        format_listing(assemble(source))
+    except AsmErrors as failure:
+        assert failure.errors and all(str(error) for error in failure.errors)
+
 # Expressions ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("expr", "value"), [
