@@ -192,7 +192,7 @@ class _Assembler:
         if first.kind == "ident" and ts.peek(1).kind == "op" and ts.peek(1).text == "=":
             name = ts.next()
             ts.next()
-            self.define_constant(name, parse_expr(ts))
+            self.define_constant(name, ts, comma=False)
             self.end_of_statement(ts, "the value")
         elif first.kind == "dir":
             self.directive(ts)
@@ -216,8 +216,15 @@ class _Assembler:
             self.floating.append(definition)
         return definition
 
-    def define_constant(self, name: Token, expr: Expr) -> None:
-        self.define(name, is_label=False).expr = expr
+    def define_constant(self, name: Token, ts: TokenStream, *, comma: bool) -> None:
+        definition = self.define(name, is_label=False)
+        try:  # a constant with a broken definition stays defined, so its uses raise no second error
+            if comma:
+                ts.expect(",", "',' after the constant's name")
+            definition.expr = parse_expr(ts)
+        except LineError:
+            definition.state = "failed"
+            raise
 
     def end_of_statement(self, ts: TokenStream, after: str) -> None:
         token = ts.peek()
@@ -314,8 +321,7 @@ class _Assembler:
             if symbol.kind != "ident":
                 raise unexpected(symbol, "a symbol name")
             ts.next()
-            ts.expect(",", "',' after the constant's name")
-            self.define_constant(symbol, parse_expr(ts))
+            self.define_constant(symbol, ts, comma=True)
         elif name in (".word", ".byte"):
             exprs = self.expression_list(ts)
             size = 4 if name == ".word" else 1

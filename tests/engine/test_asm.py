@@ -349,6 +349,12 @@ def test_undefined_symbol_inside_a_constant_is_reported_once() -> None:
     assert [(e.line, e.message) for e in errors] == [(1, "undefined symbol 'missing'")]
 
 
+
+def test_a_broken_constant_is_not_reported_again_where_it_is_used() -> None:
+    errors = errors_of("X = 1 +\nmov r1, X\n.equ Y\n.word Y\n.space Y")
+    assert [(e.line, e.message) for e in errors] == [(1, "expected an expression, got end of line"),
+                                                     (3, "expected ',' after the constant's name, got end of line")]
+
 def test_assemble_file(tmp_path: Path) -> None:
     path = tmp_path / "prog.s"
     path.write_text("_start: hlt\n")
