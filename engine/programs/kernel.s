@@ -58,8 +58,8 @@ FRAME_MASK       = 0xfffff000     ; bits 12-31 of a page-table entry: the frame
 PTE_P            = 0x1            ; present
 PTE_W            = 0x2            ; writable
 PTE_U            = 0x4            ; user may access
-KERNEL_PTE       = 0x3            ; P | W, supervisor only
-USER_PTE         = 0x7            ; P | W | U
+KERNEL_PTE       = PTE_P | PTE_W  ; kernel pages: supervisor only
+USER_PTE         = PTE_P | PTE_W | PTE_U
 MAPPED_LIMIT     = 0x400000       ; the kernel identity-maps at most 4 MiB (one page table)
 CR0_PG           = 0x1            ; cr0 bit 0 turns paging on
 
@@ -200,7 +200,7 @@ init_frames:
 free_range:
         sub r2, PAGE_SIZE
         cmp r2, r1
-        jb free_range_done                ; (also stops when r2 wrapped below 0)
+        jb free_range_done
         push r1
         mov r1, r2
         call free_frame
