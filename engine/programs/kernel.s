@@ -339,14 +339,10 @@ create_process:
         st [r4 + P_PID], r1
         mov r0, HEAP_BASE
         st [r4 + P_BRK], r0
-        ld r0, [r5 + MOD_NAME]            ; copy the 16-byte name
-        st [r4 + P_NAME], r0
-        ld r0, [r5 + MOD_NAME + 4]
-        st [r4 + P_NAME + 4], r0
-        ld r0, [r5 + MOD_NAME + 8]
-        st [r4 + P_NAME + 8], r0
-        ld r0, [r5 + MOD_NAME + 12]
-        st [r4 + P_NAME + 12], r0
+        lea r1, [r4 + P_NAME]             ; copy the 16-byte name
+        lea r2, [r5 + MOD_NAME]
+        mov r3, 16
+        call copy_words
 
         call alloc_frame                  ; the page directory ...
         cmp r0, 0

@@ -416,3 +416,29 @@ def test_deterministic_output_and_step_count() -> None:
         steps = run_to_halt(machine)
         runs.append((machine.console_output, steps, machine.cpu.cycles, bytes(machine.memory)))
     assert runs[0] == runs[1]
+
+
+def test_a_module_larger_than_a_page_is_copied_page_by_page() -> None:
+    big = user_program("big", """
+        ld r1, [far_word]           ; data in the third page of the image
+        cmp r1, 0x600d
+        jnz wrong
+        call far_code               ; code in the third page too
+        mov r0, SYS_EXIT
+        mov r1, 0
+        syscall
+wrong:
+        mov r0, SYS_EXIT
+        mov r1, 1
+        syscall
+        .space 9000, 0x5a
+        .align 4
+far_word:
+        .word 0x600d
+far_code:
+        ret
+""")
+    assert len(big.image) > 2 * 4096
+    machine = boot(big)
+    run_to_halt(machine)
+    assert "[kernel] pid 1 exited with code 0\n" in machine.console_output
