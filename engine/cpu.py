@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from engine.costs import CostModel
 from engine.devices import PORT_POWER, InterruptController, PortBus, Timer
 from engine.disasm import NO_BASE, format_instruction
 from engine.events import (
@@ -49,7 +50,7 @@ from engine.mmu import FETCH, MMU, READ, WRITE, BusError, Fault, Sink
 Z, N, C, V, IF = Flag.Z.value, Flag.N.value, Flag.C.value, Flag.V.value, Flag.IF.value
 SIGN = 0x8000_0000
 NOT_ARITH = ~int(ARITH_FLAGS) & WORD_MASK
-TRAP_DELIVERY_CYCLES = 20
+TRAP_DELIVERY_CYCLES = CostModel.trap_delivery
 VALID_CRS = frozenset(int(cr) for cr in CR)
 # Register-number fields of each form that must name a real register (memory bases may also be NO_BASE).
 _REG_FIELDS: dict[Form, tuple[str, ...]] = {
@@ -99,6 +100,7 @@ class CPU:
         self.cycles = 0
         self.instructions = 0
         self.trap_counts: dict[int, int] = {}
+        self.port_io_cycles = CostModel.port_io  # a physical device access is slow (Adams-Agesen 'in')
         self.icache: dict[int, Decoded] = {}
         # Hooks a VMM installs (none on bare metal); see engine/vmm.py.
         self.hypercall_hook: Callable[[CPU, int], None] | None = None
@@ -108,6 +110,8 @@ class CPU:
         self.exit_hook: Callable[[OpSpec, int, int, int, int], None] = _no_exit
         self.watch_pages: set[int] = set()  # physical pages whose stores call write_watch (BT, PT tracing)
         self.write_watch: Callable[[int], None] = _ignore_write
+        self.sensitive_hook: Callable[[OpSpec, int, int, int, int], None] | None = None  # after a SEN op ran
+        self.decode_miss: Callable[[int, int], Decoded] = self._decode  # binary translation replaces this
         self._handlers: dict[int, Handler] = {
             spec.opcode: getattr(self, "op_" + spec.name.lower()) for spec in OPCODES
         }
@@ -183,6 +187,7 @@ class CPU:
                         timer.countdown = countdown
                         self._deliver(interrupts.take(), 0, 0, self.pc, self.pc)
                         tick, countdown = timer.interval, timer.countdown
+                        icache = self.icache
                         fetch_vpn = -1
                         self.attention = bool(interrupts.pending) or self.halt_reason is not None
                         continue
@@ -207,7 +212,7 @@ class CPU:
                             fetch_vpn, fetch_base, fetch_key = pc >> 12, pa & PTE_FRAME_MASK, mmu.last_key
                     decoded = icache.get(pa)
                     if decoded is None:
-                        decoded = self._decode(pa, pc)
+                        decoded = self.decode_miss(pa, pc)
                     handler, a, b, imm, op_cycles, special, spec = decoded
                     if events is not None:
                         events.append(InstructionExecuted(steps - 1, pc, format_instruction(spec, a, b, imm),
@@ -222,7 +227,10 @@ class CPU:
                             raise Fault(Vector.PRIVILEGED, 0, pc)
                         else:
                             handler(a, b, imm)
+                            if self.sensitive_hook is not None and spec.klass is InstrClass.SENSITIVE:
+                                self.sensitive_hook(spec, a, b, imm, pc)
                         tick, countdown = timer.interval, timer.countdown
+                        icache = self.icache
                         hit_increment = 1 if self.paging else 0
                     else:
                         handler(a, b, imm)
@@ -241,6 +249,7 @@ class CPU:
                     timer.countdown = countdown  # a VMM handling the fault may emulate and tick the timer
                     self._deliver(fault.vector, fault.error_code, fault.address, pc, pc)
                     tick, countdown = timer.interval, timer.countdown
+                    icache = self.icache
                 except BusError as error:
                     self.pc = pc
                     not_retired += 1
@@ -255,6 +264,12 @@ class CPU:
         return steps - start
 
     def _decode(self, pa: int, pc: int) -> Decoded:
+        decoded = self.decode_at(pa, pc)
+        self.icache[pa] = decoded
+        return decoded
+
+    def decode_at(self, pa: int, pc: int) -> Decoded:
+        """Decode the instruction at physical `pa` (fetched for virtual `pc`) without caching it."""
         if pa & 7:
             raise Fault(Vector.ALIGNMENT, 0, pc)
         if pa + INSTRUCTION_SIZE > self.mem_size:
@@ -268,9 +283,7 @@ class CPU:
             raise Fault(Vector.INVALID_OPCODE, 0, pc)
         special = PRIVILEGED if spec.klass is InstrClass.PRIVILEGED else (
             SPECIAL if spec.klass is InstrClass.SENSITIVE or spec.name in _TRAPPING else PLAIN)
-        decoded: Decoded = (self._handlers[spec.opcode], a, b, imm, spec.cycles, special, spec)
-        self.icache[pa] = decoded
-        return decoded
+        return (self._handlers[spec.opcode], a, b, imm, spec.cycles, special, spec)
 
     # ------------------------------------------------------------------ traps
     def _deliver(self, vector: int, error_code: int, address: int, fault_pc: int, return_pc: int) -> None:
@@ -621,10 +634,12 @@ class CPU:
             self.halt("hlt with interrupts disabled", 0)
 
     def op_in(self, a: int, b: int, imm: int) -> None:
+        self.cycles += self.port_io_cycles
         self.regs[a] = self.ports.read(imm)
 
     def op_out(self, a: int, b: int, imm: int) -> None:
         value = self.regs[b]
+        self.cycles += self.port_io_cycles
         self.ports.write(imm, value)
         if imm == PORT_POWER:
             self.halt("power off", value)

@@ -225,8 +225,149 @@ class MachineHalted(Event):
     exit_code: int
 
 
+# ------------------------------------------------------------------------------------------ VMM events
+@dataclass(frozen=True, slots=True)
+class VmExit(Event):
+    """The guest left for the VMM: a trap (trap-and-emulate), a BT callout, a hypercall or a VM exit."""
+
+    kind: ClassVar[str] = "vm-exit"
+    vm: int
+    via: str  # "trap", "callout", "hypercall", "vm-exit"
+    reason: str
+    guest_pc: int
+    guest_ring: int  # the guest's own (virtual) ring
+
+    def describe(self) -> str:
+        return f"vm-exit: vm{self.vm} {self.via}: {self.reason} at {self.guest_pc:#x} (guest ring {self.guest_ring})"
+
+
+@dataclass(frozen=True, slots=True)
+class VmEntry(Event):
+    """The VMM resumed the guest."""
+
+    kind: ClassVar[str] = "vm-entry"
+    vm: int
+    guest_pc: int
+    guest_ring: int
+
+    def describe(self) -> str:
+        return f"vm-entry: vm{self.vm} resume at {self.guest_pc:#x} (guest ring {self.guest_ring})"
+
+
+@dataclass(frozen=True, slots=True)
+class Emulated(Event):
+    """The VMM emulated one guest instruction on the virtual CPU."""
+
+    kind: ClassVar[str] = "emulate"
+    vm: int
+    pc: int
+    text: str
+    effect: str
+
+    def describe(self) -> str:
+        return f"emulate: vm{self.vm} {self.pc:#x} {self.text}: {self.effect}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reflected(Event):
+    """The VMM delivered a trap or interrupt into the guest kernel's own handler."""
+
+    kind: ClassVar[str] = "reflect"
+    vm: int
+    vector: int
+    cause: str
+    from_ring: int
+    handler: int
+
+    def describe(self) -> str:
+        return (f"reflect: vm{self.vm} {self.cause} (vector {self.vector}) into the guest handler "
+                f"{self.handler:#x} from guest ring {self.from_ring}")
+
+
+@dataclass(frozen=True, slots=True)
+class FidelityViolation(Event):
+    """A sensitive-but-unprivileged instruction ran without trapping and saw real, not virtual, state."""
+
+    kind: ClassVar[str] = "fidelity"
+    vm: int
+    pc: int
+    text: str
+    real: int
+    virtual: int
+    explanation: str
+
+    def describe(self) -> str:
+        return (f"fidelity: vm{self.vm} {self.pc:#x} {self.text} saw {self.real:#x}, a real machine gives "
+                f"{self.virtual:#x}: {self.explanation}")
+
+
+@dataclass(frozen=True, slots=True)
+class HypercallMade(Event):
+    """A paravirtual guest called the hypervisor."""
+
+    kind: ClassVar[str] = "hypercall"
+    vm: int
+    number: int
+    name: str
+    args: tuple[int, ...]
+    result: int
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class BtTranslated(Event):
+    """Binary translation put a new block of guest-kernel code into the translation cache."""
+
+    kind: ClassVar[str] = "bt-translate"
+    vm: int
+    guest_pc: int
+    instructions: int
+    callouts: int
+    listing: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BtBlockEntered(Event):
+    """Translated code ran a cached block (a translation-cache hit)."""
+
+    kind: ClassVar[str] = "bt-hit"
+    vm: int
+    guest_pc: int
+
+
+@dataclass(frozen=True, slots=True)
+class BtInvalidated(Event):
+    """The guest wrote to code that had been translated: its blocks were dropped."""
+
+    kind: ClassVar[str] = "bt-invalidate"
+    vm: int
+    page: int
+    blocks: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmSwitched(Event):
+    """The VMM's scheduler switched the CPU from one VM to another."""
+
+    kind: ClassVar[str] = "vm-switch"
+    from_vm: int
+    to_vm: int
+
+
+@dataclass(frozen=True, slots=True)
+class VmStopped(Event):
+    """A VM stopped (powered off, halted, or killed by the VMM for a safety violation)."""
+
+    kind: ClassVar[str] = "vm-stop"
+    vm: int
+    reason: str
+    exit_code: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     InstructionExecuted, TrapTaken, TrapReturn, PageWalkRead, PteUpdate, TlbLookup, TlbFill, TlbEvict,
     TlbFlush, MemoryAccess, PortIO, ControlRegisterWrite, InterruptRaised, MachineHalted,
+    VmExit, VmEntry, Emulated, Reflected, FidelityViolation, HypercallMade, BtTranslated, BtBlockEntered,
+    BtInvalidated, VmSwitched, VmStopped,
 )
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)

@@ -148,24 +148,30 @@ class Machine:
 
     def boot_kernel(self, kernel: Program, modules: Sequence[Program]) -> None:
         """Load the kernel and user programs as boot modules, with the boot-info block at 0x500."""
+        self.cpu.pc = self.load_kernel_image(kernel, modules, base=0, memory_size=self.config.memory_size)
+        self.programs = (kernel, *modules)
+
+    def load_kernel_image(self, kernel: Program, modules: Sequence[Program], *, base: int, memory_size: int) -> int:
+        """Write kernel, modules and boot info into (guest-)physical memory starting at `base`; returns the entry."""
         if kernel.origin < BOOT_INFO_ADDRESS + 12 + 24 * 16:
             raise ConfigError(f"kernel origin {kernel.origin:#x} overlaps the boot-info block")
         if kernel.end > MODULE_BASE:
             raise ConfigError(f"kernel image ends at {kernel.end:#x}, past the module area at {MODULE_BASE:#x}")
-        self.write_memory(kernel.origin, kernel.image)
-        info = [BOOT_INFO_MAGIC, self.config.memory_size, len(modules)]
+        if MODULE_BASE + MODULE_STRIDE * len(modules) > memory_size:
+            raise ConfigError(f"{len(modules)} modules do not fit in {memory_size:#x} bytes of memory")
+        self.write_memory(base + kernel.origin, kernel.image)
+        info = [BOOT_INFO_MAGIC, memory_size, len(modules)]
         blob = b"".join(word.to_bytes(4, "little") for word in info)
         for index, module in enumerate(modules):
             start = MODULE_BASE + MODULE_STRIDE * index
             if len(module.image) > MODULE_STRIDE:
                 raise ConfigError(f"module {module.name} is {len(module.image)} bytes; the limit is {MODULE_STRIDE}")
-            self.write_memory(start, module.image)
+            self.write_memory(base + start, module.image)
             name = module.name.rsplit("/", 1)[-1].removesuffix(".s").encode()[:MODULE_NAME_BYTES - 1]
             blob += start.to_bytes(4, "little") + len(module.image).to_bytes(4, "little")
             blob += name.ljust(MODULE_NAME_BYTES, b"\0")
-        self.write_memory(BOOT_INFO_ADDRESS, blob)
-        self.cpu.pc = kernel.entry
-        self.programs = (kernel, *modules)
+        self.write_memory(base + BOOT_INFO_ADDRESS, blob)
+        return kernel.entry
 
     # ------------------------------------------------------------------ execution
     @property
