@@ -1,0 +1,39 @@
+"""`vizvm` and `vizvm run PROGRAM`: build the machine, then the app, and run it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from engine.machine import Machine
+
+
+def launch_app(args: argparse.Namespace) -> int:
+    """Run the app for the parsed command line; returns the process exit status.
+
+    A missing file is reported on stderr before the app starts. Assembler errors open the app with
+    the errors in a dialog (on the default machine), so the student can fix the file and load it again.
+    """
+    from vizvm.app import make_app
+
+    program: str | None = getattr(args, "program", None)
+    under_kernel = bool(getattr(args, "kernel", False))
+    startup_error: tuple[str, str] | None = None
+    machine: Machine | None = None
+    title: str | None = None
+    if program is not None:
+        from engine.asm import AsmErrors
+        from vizvm.screens.load import build_machine
+
+        try:
+            machine, title = build_machine(program, under_kernel)
+        except AsmErrors as errors:
+            startup_error = (f"{program} does not assemble",
+                             f"{errors}\n\nShowing the shipped kernel instead. Fix the file, then load it "
+                             "with l.")
+        except (OSError, ValueError) as error:
+            sys.stderr.write(f"vizvm run: {error}\n")
+            return 1
+    app = make_app(machine, title=title, startup_error=startup_error)
+    app.run()
+    return int(app.return_code or 0)

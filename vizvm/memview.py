@@ -1,0 +1,198 @@
+"""Read-only views of memory for the panels: side-effect-free translation, symbols, the frame map.
+
+Nothing here changes the machine: no TLB fills, no accessed bits, no events, no counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.isa import PAGE_SHIFT, PAGE_SIZE, PTE_FRAME_MASK, PTE_P, PTE_U
+from engine.machine import MODULE_BASE, MODULE_STRIDE, Machine
+from engine.mmu import VPN_BITS
+from engine.program import Program
+
+FRAME_OWNERS: dict[str, str] = {
+    "free": "free",
+    "boot": "boot info",
+    "kernel": "kernel image",
+    "module": "user program image",
+    "table": "page table",
+    "user": "mapped user page",
+    "trap": "trap table",
+}
+"""Frame owner codes and the legend text for each."""
+
+MAX_TABLE_ENTRIES_SCANNED = 1 << 16
+
+
+def probe(machine: Machine, va: int) -> int | None:
+    """Physical address of `va` as the CPU would see it now (TLB first, then tables), or None if unmapped."""
+    cpu = machine.cpu
+    if not cpu.paging:
+        return va if 0 <= va < len(machine.memory) else None
+    mmu = machine.mmu
+    entry = mmu.tlb.get((va >> PAGE_SHIFT) | mmu.asid_key)
+    if entry is not None:
+        return (entry & PTE_FRAME_MASK) | (va & 0xFFF)
+    table = mmu.root
+    shift = VPN_BITS + PAGE_SHIFT
+    size = len(machine.memory)
+    for bits in mmu.level_bits:
+        shift -= bits
+        address = table + ((va >> shift) & ((1 << bits) - 1)) * 4
+        if address + 4 > size:
+            return None
+        pte = machine.read_word(address)
+        if not pte & PTE_P:
+            return None
+        table = pte & PTE_FRAME_MASK
+    pa = table | (va & 0xFFF)
+    return pa if pa < size else None
+
+
+def load_address(machine: Machine, index: int) -> int:
+    """Physical address where program `index` of `machine.programs` was loaded."""
+    program = machine.programs[index]
+    return program.origin if index == 0 else MODULE_BASE + MODULE_STRIDE * (index - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol:
+    """Where an address comes from in the source."""
+
+    program: str
+    label: str | None
+    """The label defined exactly at this address, if any."""
+    source: str
+    """The source line text, stripped ('' if unknown)."""
+    labels: Mapping[int, str] | None = None
+    """Address -> label, for disassembling operands by name (None if addresses are shifted)."""
+
+
+def page_owner(machine: Machine, va: int, pa: int) -> tuple[int, int] | None:
+    """Which program the page holding `va` (physical `pa`) comes from, as (index, address delta).
+
+    The delta turns a virtual address in the page into an address in the program's symbol space.
+    Matched by physical load range first (the kernel runs where it was loaded), else by the
+    program's virtual range and the bytes in the page (the kernel copies user programs, and every
+    user program starts at the same virtual address, so the bytes decide which one this is).
+    """
+    page_va, page_pa = va & ~0xFFF, pa & ~0xFFF
+    best: tuple[int, int] | None = None
+    best_score = 0
+    memory = machine.memory
+    for index, program in enumerate(machine.programs):
+        load = load_address(machine, index)
+        if load <= pa < load + len(program.image):
+            return index, program.origin - load + (pa - va)
+        lo, hi = max(page_va, program.origin), min(page_va + PAGE_SIZE, program.end)
+        if lo >= hi:
+            continue
+        here = memory[page_pa + lo - page_va:page_pa + hi - page_va]
+        image = program.image[lo - program.origin:hi - program.origin]
+        score = sum(1 for i in range(0, len(image), 8) if here[i:i + 8] == image[i:i + 8])
+        if score > best_score:
+            best, best_score = (index, 0), score
+    return best
+
+
+def symbolize(machine: Machine, va: int, owner: tuple[int, int] | None) -> Symbol | None:
+    """The program, label and source line of the item at `va`, given its page's `page_owner`."""
+    if owner is None:
+        return None
+    index, delta = owner
+    program = machine.programs[index]
+    address = va + delta
+    if not program.origin <= address < program.end:
+        return None
+    line = program.source_lines.get(address)
+    lines = source_lines(program)
+    text = lines[line - 1].strip() if line is not None and 0 < line <= len(lines) else ""
+    return Symbol(program.name.rsplit("/", 1)[-1].removesuffix(".s"), program.labels.get(address), text,
+                  program.labels if delta == 0 else None)
+
+
+_SOURCE_CACHE: dict[int, tuple[Program, list[str]]] = {}
+
+
+def source_lines(program: Program) -> list[str]:
+    """The program's source split into lines (cached: sources are large and never change)."""
+    cached = _SOURCE_CACHE.get(id(program))
+    if cached is None or cached[0] is not program:
+        if len(_SOURCE_CACHE) > 64:
+            _SOURCE_CACHE.clear()
+        cached = _SOURCE_CACHE[id(program)] = (program, program.source.splitlines())
+    return cached[1]
+
+
+@dataclass(frozen=True)
+class FrameMap:
+    """Who owns each 4 KiB physical frame."""
+
+    owners: tuple[str, ...]
+    """One code of FRAME_OWNERS per frame."""
+    root: int
+    """Page-table root the map was drawn for (0 when paging is off)."""
+    paging: bool
+
+
+def frame_map(machine: Machine) -> FrameMap:
+    """Classify every physical frame: images, page tables reachable from cr3, user-mapped pages."""
+    frames = len(machine.memory) // PAGE_SIZE
+    owners = ["free"] * frames
+
+    def mark(start: int, end: int, owner: str) -> None:
+        for frame in range(start >> PAGE_SHIFT, min((end + PAGE_SIZE - 1) >> PAGE_SHIFT, frames)):
+            owners[frame] = owner
+
+    for index, program in enumerate(machine.programs):
+        load = load_address(machine, index)
+        mark(load, load + len(program.image), "kernel" if index == 0 else "module")
+    if len(machine.programs) > 1:
+        mark(0, 1, "boot")
+    cpu = machine.cpu
+    root = machine.mmu.root
+    if cpu.paging or root:
+        tables, user_pages = _scan_tables(machine, root)
+        for frame in user_pages:
+            if frame < frames and owners[frame] == "free":
+                owners[frame] = "user"
+        for frame in tables:
+            if frame < frames:
+                owners[frame] = "table"
+    trap = probe(machine, cpu.idtr) if cpu.idtr else None
+    if trap is not None and trap < len(machine.memory):
+        owners[trap >> PAGE_SHIFT] = "trap"
+    return FrameMap(tuple(owners), root, cpu.paging)
+
+
+def _scan_tables(machine: Machine, root: int) -> tuple[set[int], set[int]]:
+    """Frames holding page tables reachable from `root`, and frames mapped as user pages."""
+    mmu = machine.mmu
+    size = len(machine.memory)
+    mem32 = memoryview(machine.memory).cast("I")
+    tables: set[int] = set()
+    user_pages: set[int] = set()
+    budget = MAX_TABLE_ENTRIES_SCANNED
+    stack: list[tuple[int, int]] = [(root, 0)]
+    last = len(mmu.level_bits) - 1
+    while stack and budget > 0:
+        table, level = stack.pop()
+        if table + 4 > size:
+            continue
+        tables.add(table >> PAGE_SHIFT)
+        count = min(1 << mmu.level_bits[level], (size - table) // 4, budget)
+        budget -= count
+        start = table >> 2
+        for entry in mem32[start:start + count]:
+            if not entry & PTE_P:
+                continue
+            target = entry & PTE_FRAME_MASK
+            if level == last:
+                if entry & PTE_U:
+                    user_pages.add(target >> PAGE_SHIFT)
+            elif target >> PAGE_SHIFT not in tables:
+                stack.append((target, level + 1))
+    return tables, user_pages

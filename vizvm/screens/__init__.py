@@ -1,0 +1,1 @@
+"""vizvm's screens: the machine screen and its dialogs."""

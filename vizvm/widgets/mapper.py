@@ -1,0 +1,198 @@
+"""The memory mapper: a virtual address split into its index bits, the walk level by level, the TLB, the frames."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from engine.events import PageWalkRead
+from engine.isa import PTE_A, PTE_D, PTE_P, PTE_U, PTE_W
+from vizvm.memview import FRAME_OWNERS
+from vizvm.viewmodel import MapperState, Translation
+from vizvm.widgets.panel import PanelMixin
+
+FRAME_CHARS = {"free": "·", "boot": "B", "kernel": "K", "module": "M", "table": "T", "user": "U", "trap": "I"}
+PTE_BITS = ((PTE_P, "P"), (PTE_W, "W"), (PTE_U, "U"), (PTE_A, "A"), (PTE_D, "D"))
+OUTCOME_TEXT = {"next": "next table", "leaf": "frame", "not-present": "NOT PRESENT", "protection": "PROTECTION"}
+
+
+def pte_flags(entry: int) -> str:
+    """``P W U A D`` with absent bits as dots."""
+    return " ".join(letter if entry & bit else "." for bit, letter in PTE_BITS)
+
+
+class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
+    """Scrollable: translation, walk, TLB and frame map, all labelled VA or PA."""
+
+    PANEL_NUMBER = 3
+    PANEL_TITLE = "Memory mapper"
+    COMPONENT_CLASSES = {
+        "mapper--heading", "mapper--muted", "mapper--va", "mapper--pa", "mapper--index", "mapper--offset",
+        "mapper--fault", "mapper--hit", "mapper--fill", "mapper--frame-free", "mapper--frame-kernel",
+        "mapper--frame-module", "mapper--frame-table", "mapper--frame-user", "mapper--frame-trap",
+        "mapper--frame-boot",
+    }
+
+    state: reactive[MapperState | None] = reactive(None)
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.border_title = self.panel_title()
+
+    def compose(self) -> ComposeResult:
+        """One body that holds every section."""
+        yield Static(id="mapper-body")
+
+    def watch_state(self, state: MapperState | None) -> None:
+        """Redraw the body."""
+        if state is not None and self.is_mounted:
+            self.query_one("#mapper-body", Static).update(self.build(state))
+
+    def on_resize(self) -> None:
+        """Layouts depend on the width."""
+        self.watch_state(self.state)
+
+    def build(self, state: MapperState) -> RenderableType:
+        """All sections as one renderable."""
+        s = self.styles_for(*self.COMPONENT_CLASSES)
+        wide = self.content_size.width >= 70
+        self.set_detail("VA → PA" if state.paging else "paging off")
+        parts: list[RenderableType] = [self._header(state, s)]
+        if state.paging:
+            parts.append(self._translation(state, s, wide))
+        parts.append(self._tlb(state, s))
+        if state.frames is not None:
+            parts.append(self._frames(state, s, wide))
+        return Group(*parts)
+
+    def _header(self, state: MapperState, s: dict[str, Style]) -> Text:
+        if not state.paging:
+            return Text.assemble(("paging is off (cr0.PG = 0): every VA is its PA\n", s["muted"]))
+        bits = "+".join(str(b) for b in state.level_bits)
+        return Text.assemble(("VA", s["va"]), " → ", ("PA", s["pa"]),
+                             (f"  {len(state.level_bits)}-level tables, {bits} index bits + 12 offset bits, "
+                              f"root (cr3) PA {state.root:#010x}\n", s["muted"]))
+
+    def _translation(self, state: MapperState, s: dict[str, Style], wide: bool) -> Text:
+        out = Text(no_wrap=True, overflow="ellipsis")
+        focus = state.focus
+        if focus is None:
+            out.append("no translation in the current step (step forward to see one)\n", style=s["muted"])
+        else:
+            self._split(out, focus, state.level_bits, s, wide)
+        walk = state.last_walk
+        if walk is None:
+            out.append("no page walk in the recorded steps\n", style=s["muted"])
+            return out
+        if walk is not focus:
+            out.append(f"last walk: step {walk.step}, ", style=s["heading"])
+            out.append(f"VA {walk.va:#010x}", style=s["va"])
+            out.append(f" ({walk.access})\n", style=s["muted"])
+        else:
+            out.append("walk\n", style=s["heading"])
+        for read in walk.walk:
+            self._walk_row(out, read, s, wide)
+        if walk.pa is not None:
+            out.append("  = ")
+            out.append(f"PA {walk.pa:#010x}", style=s["pa"])
+            out.append(f"  (frame {walk.pa >> 12:#x} + offset {walk.pa & 0xFFF:#05x})\n", style=s["muted"])
+        else:
+            leaf = walk.walk[-1]
+            out.append(f"  page fault: {leaf.outcome} at level {leaf.level}; the CPU traps (vector 14)\n",
+                       style=s["fault"])
+        return out
+
+    def _split(self, out: Text, focus: Translation, level_bits: tuple[int, ...], s: dict[str, Style],
+               wide: bool) -> None:
+        out.append(f"VA {focus.va:#010x}", style=s["va"])
+        result = {"hit": "TLB hit", "miss": "TLB miss → walk", "": "walk (sets dirty bit)"}[focus.tlb]
+        out.append(f"  {focus.access} · {result} · step {focus.step}\n", style=s["muted"])
+        shift = 32
+        fields: list[tuple[str, str, Style]] = []
+        for level, bits in enumerate(level_bits, 1):
+            shift -= bits
+            index = (focus.va >> shift) & ((1 << bits) - 1)
+            fields.append((format(index, f"0{bits}b"), f"L{level} [{index}]", s["index"]))
+        fields.append((format(focus.va & 0xFFF, "012b"), f"+{focus.va & 0xFFF:#05x}", s["offset"]))
+        if wide:
+            for bits_text, _, style in fields:
+                out.append(f"  {bits_text}", style=style)
+            out.append("\n")
+            for bits_text, label, style in fields:
+                out.append(f"  {label:<{len(bits_text)}}", style=style)
+            out.append("\n")
+        else:
+            out.append("  " + "  ".join(label for _, label, _ in fields) + "\n", style=s["index"])
+        if focus.tlb == "hit" and focus.pa is not None:
+            out.append("  TLB gives ")
+            out.append(f"PA {focus.pa:#010x}", style=s["pa"])
+            out.append(" without reading the tables\n", style=s["muted"])
+
+    @staticmethod
+    def _walk_row(out: Text, read: PageWalkRead, s: dict[str, Style], wide: bool) -> None:
+        bad = read.outcome in ("not-present", "protection")
+        out.append(f"  L{read.level} ", style=s["index"])
+        out.append(f"table PA {read.table:#010x}[{read.index}]", style=s["pa"])
+        out.append("\n     " if not wide else " ")
+        out.append(f"PTE {read.entry:#010x} {pte_flags(read.entry)}", style=s["fault"] if bad else Style())
+        target = read.entry & 0xFFFFF000
+        arrow = f" → {OUTCOME_TEXT[read.outcome]}" + ("" if bad else f" {target:#x}")
+        out.append(arrow + "\n", style=s["fault"] if bad else s["muted"])
+
+    @staticmethod
+    def _tlb(state: MapperState, s: dict[str, Style]) -> Text:
+        out = Text(no_wrap=True, overflow="ellipsis")
+        out.append(f"\nTLB {len(state.tlb)}/{state.tlb_capacity} · {state.tlb_policy} · oldest first\n",
+                   style=s["heading"])
+        if not state.tlb:
+            out.append("  empty\n", style=s["muted"])
+            return out
+        out.append("   #  VPN     ASID  frame   W U D\n", style=s["muted"])
+        for number, row in enumerate(state.tlb):
+            entry = row.entry
+            style = s["hit"] if row.mark == "hit" else s["fill"] if row.mark == "fill" else Style()
+            flags = " ".join(f if on else "." for f, on in (("W", entry.writable), ("U", entry.user),
+                                                              ("D", entry.dirty)))
+            out.append(f"{'▶' if row.mark else ' '} {number:>2}  {entry.vpn:05x}   {entry.asid:<4}  "
+                       f"{entry.frame:05x}   {flags}", style=style)
+            out.append(f"  ← {'hit' if row.mark == 'hit' else 'filled'}\n" if row.mark else "\n", style=style)
+        for evicted in state.evicted:
+            out.append(f"  evicted VPN {evicted.vpn:05x} ({evicted.policy})\n", style=s["muted"])
+        return out
+
+    @staticmethod
+    def _frames(state: MapperState, s: dict[str, Style], wide: bool) -> Text:
+        frames = state.frames
+        assert frames is not None
+        owners = frames.owners
+        per_row = 64 if wide else 32
+        group = max(1, (len(owners) + per_row * 8 - 1) // (per_row * 8))
+        out = Text(no_wrap=True, overflow="crop")
+        size = len(owners) * 4
+        scale = f", {group} frames per cell" if group > 1 else ""
+        out.append(f"\nphysical frames (PA, 4 KiB each, {size} KiB{scale})\n", style=s["heading"])
+        cells = [owners[i] if group == 1 else _dominant(owners[i:i + group]) for i in range(0, len(owners), group)]
+        for start in range(0, len(cells), per_row):
+            out.append(f"{start * group * 4096:#08x} ", style=s["muted"])
+            for owner in cells[start:start + per_row]:
+                out.append(FRAME_CHARS[owner], style=s[f"frame-{owner}"])
+            out.append("\n")
+        for number, (owner, text) in enumerate(FRAME_OWNERS.items()):
+            out.append(f" {FRAME_CHARS[owner]}", style=s[f"frame-{owner}"])
+            out.append(f" {text:<18}", style=s["muted"])
+            if number % 3 == 2:
+                out.append("\n")
+        return out
+
+
+def _dominant(owners: tuple[str, ...]) -> str:
+    """The most important owner in a group of frames (anything beats free)."""
+    for owner in ("table", "trap", "user", "module", "kernel", "boot"):
+        if owner in owners:
+            return owner
+    return "free"

@@ -1,0 +1,32 @@
+"""What every machine-screen panel shares: a numbered border title, focus, maximize and hide."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.style import Style
+from textual.widget import Widget
+
+
+class PanelMixin:
+    """Mixed into each panel widget: number, title and the component-style helper."""
+
+    PANEL_NUMBER: ClassVar[int] = 0
+    """Shown in the border title; the number key toggles the panel."""
+    PANEL_TITLE: ClassVar[str] = ""
+    ALLOW_MAXIMIZE: ClassVar[bool | None] = True
+
+    def panel_title(self, detail: str = "") -> str:
+        """The border title: ``3 Trap timeline · detail``."""
+        title = f"{self.PANEL_NUMBER} {self.PANEL_TITLE}"
+        return f"{title} · {detail}" if detail else title
+
+    def set_detail(self, detail: str) -> None:
+        """Update the border title's detail text."""
+        assert isinstance(self, Widget)
+        self.border_title = self.panel_title(detail)
+
+    def styles_for(self, *names: str) -> dict[str, Style]:
+        """Rich styles of this widget's component classes, by short name (``code--pc`` -> ``pc``)."""
+        assert isinstance(self, Widget)
+        return {name.split("--", 1)[1]: self.get_component_rich_style(name, partial=True) for name in names}
