@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual import on
@@ -21,21 +22,22 @@ INTRO = (
 )
 
 
-def keys_table(entries: list[CommandEntry]) -> Table:
-    """A table of key, command and explanation, grouped."""
-    table = Table(box=None, show_header=False, expand=True, padding=(0, 1))
-    table.add_column("key", no_wrap=True, style="bold", min_width=12)
-    table.add_column("command", no_wrap=True, min_width=18)
-    table.add_column("what it does", ratio=1)
+def keys_table(entries: list[CommandEntry]) -> Group:
+    """One table per group: key, command and what it does."""
+    tables: list[Table] = []
+    table: Table | None = None
     group = None
     for entry in entries:
-        if entry.group != group:
-            if group is not None:
-                table.add_row("", "", "")
-            table.add_row(Text(entry.group, style="bold underline"), "", "")
+        if entry.group != group or table is None:
             group = entry.group
+            table = Table(box=None, show_header=False, expand=True, padding=(0, 1), title=group,
+                          title_justify="left", title_style="bold underline")
+            table.add_column("key", no_wrap=True, style="bold", width=14)
+            table.add_column("command", no_wrap=True, width=22)
+            table.add_column("what it does", ratio=1)
+            tables.append(table)
         table.add_row(entry.keys, entry.description, Text(entry.tooltip, style="dim"))
-    return table
+    return Group(*tables)
 
 
 class HelpScreen(ModalScreen[None]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from textual import on
@@ -27,7 +28,6 @@ from vizvm.widgets.timeline import TrapTimeline
 
 MIN_SIZE = (80, 24)
 """Below this the screen shows a message instead of the panels."""
-COMPACT_WIDTH = 140
 
 RUN = Binding.Group("Run and step")
 MOVE = Binding.Group("Time travel")
@@ -35,10 +35,33 @@ VIEW = Binding.Group("Panels and layout")
 MISC = Binding.Group("Program and breakpoints")
 
 PANEL_IDS: dict[int, str] = {1: "code", 2: "cpu", 3: "mapper", 4: "timeline", 5: "events", 6: "io"}
-ROW_OF: dict[str, str] = {"code": "top-row", "cpu": "top-row", "mapper": "top-row", "timeline": "timeline-row",
-                          "events": "bottom-row", "io": "bottom-row"}
-DEFAULT_WIDTHS: dict[str, int] = {"code": 4, "cpu": 3, "mapper": 6, "timeline": 1, "events": 3, "io": 2}
-DEFAULT_HEIGHTS: dict[str, int] = {"top-row": 6, "timeline-row": 2, "bottom-row": 4}
+PANEL_CLASSES: dict[str, type[Widget]] = {"code": CodePanel, "cpu": CpuPanel, "mapper": MemoryMapper,
+                                          "timeline": TrapTimeline, "events": EventLog, "io": IoPanel}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Rows of panels with their default width and height shares, and panels hidden at first."""
+
+    rows: tuple[tuple[str, tuple[str, ...]], ...]
+    widths: dict[str, int]
+    heights: dict[str, int]
+    hidden: frozenset[str] = frozenset()
+
+
+WIDE = Layout(
+    (("top-row", ("code", "cpu", "mapper")), ("timeline-row", ("timeline",)), ("bottom-row", ("events", "io"))),
+    {"code": 4, "cpu": 3, "mapper": 6, "timeline": 1, "events": 3, "io": 2},
+    {"top-row": 6, "timeline-row": 2, "bottom-row": 4},
+)
+COMPACT = Layout(
+    (("top-row", ("code", "cpu")), ("middle-row", ("mapper", "io")), ("timeline-row", ("timeline", "events"))),
+    {"code": 5, "cpu": 3, "mapper": 5, "io": 3, "timeline": 3, "events": 2},
+    {"top-row": 5, "middle-row": 5, "timeline-row": 3},
+    frozenset({"events"}),
+)
+"""Below 140x40: two panels per row, the event log hidden until 5 shows it."""
+COMPACT_SIZE = (140, 40)
 
 
 class MachineScreen(Screen[None]):
@@ -46,27 +69,29 @@ class MachineScreen(Screen[None]):
 
     CSS_PATH = "../styles/machine.tcss"
     AUTO_FOCUS = "#code"
+    # The footer merges neighbouring shown bindings of one group into one item without descriptions,
+    # so shown bindings alternate groups here; the help screen regroups everything.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "step", "Step", tooltip="Run one instruction (or one interrupt delivery)", group=RUN),
         Binding("b", "step_back", "Back", tooltip="Go back one step (exactly: the engine replays)", group=MOVE),
         Binding("r", "toggle_run", "Run/Pause", tooltip="Run until paused, a breakpoint or a halt", group=RUN),
+        Binding("g", "go_to_step", "Go to", tooltip="Go to step N (back or forward)", group=MOVE),
         Binding("t", "run_until('trap')", "Next trap", tooltip="Run until the next trap or interrupt", group=RUN),
+        Binding("l", "load_program", "Load", tooltip="Load another program (.s file or shipped sample)",
+                group=MISC),
+        Binding("o", "step_out", "Step out", tooltip="Run until this trap handler's iret", group=RUN),
         Binding("p", "run_until('page-fault')", "Next #PF", tooltip="Run until the next page fault", group=RUN,
                 show=False),
         Binding("i", "run_until('io')", "Next I/O", tooltip="Run until the next port access", group=RUN,
                 show=False),
         Binding("c", "run_until('breakpoint')", "Continue", tooltip="Run until a breakpoint", group=RUN,
                 show=False),
-        Binding("o", "step_out", "Step out", tooltip="Run until this trap handler's iret", group=RUN),
         Binding("plus,equals_sign", "speed(1)", "Faster", tooltip="Raise the run speed", group=RUN, show=False,
                 key_display="+"),
         Binding("minus", "speed(-1)", "Slower", tooltip="Lower the run speed", group=RUN, show=False),
-        Binding("g", "go_to_step", "Go to", tooltip="Go to step N (back or forward)", group=MOVE),
         Binding("R", "reset", "Reset", tooltip="Back to step 0 of the loaded program", group=MOVE, show=False),
         Binding("f9,x", "toggle_breakpoint", "Breakpoint", tooltip="Toggle a breakpoint on the code cursor line",
                 group=MISC, show=False),
-        Binding("l", "load_program", "Load", tooltip="Load another program (.s file or shipped sample)",
-                group=MISC),
         Binding("f", "filter_events", "Filter log", tooltip="Choose which event kinds the log shows",
                 group=VIEW, show=False),
         Binding("C", "toggle_cumulative", "Cumulative", tooltip="CPU: highlight everything changed since now",
@@ -97,22 +122,29 @@ class MachineScreen(Screen[None]):
         super().__init__()
         self.bridge = EngineBridge(machine, title)
         self.event_kinds: frozenset[str] | None = None
-        self.widths = dict(DEFAULT_WIDTHS)
-        self.heights = dict(DEFAULT_HEIGHTS)
+        self.compact = False
+        self._use_layout(WIDE)
+
+    def _use_layout(self, layout: Layout) -> None:
+        self.layout_spec = layout
+        self.widths = dict(layout.widths)
+        self.heights = dict(layout.heights)
+        self.hidden = set(layout.hidden)
+        self.row_of = {panel: row for row, panels in layout.rows for panel in panels}
 
     def compose(self) -> ComposeResult:
         """Status line, three rows of panels, scrubber, footer."""
+        width, height = self.app.size
+        compact = width < COMPACT_SIZE[0] or height < COMPACT_SIZE[1]
+        if compact != self.compact:
+            self.compact = compact
+            self._use_layout(COMPACT if compact else WIDE)
         yield StatusLine(id="status")
         with Vertical(id="panels"):
-            with Horizontal(id="top-row", classes="row"):
-                yield CodePanel(id="code")
-                yield CpuPanel(id="cpu")
-                yield MemoryMapper(id="mapper")
-            with Horizontal(id="timeline-row", classes="row"):
-                yield TrapTimeline(id="timeline")
-            with Horizontal(id="bottom-row", classes="row"):
-                yield EventLog(id="events")
-                yield IoPanel(id="io")
+            for row_id, panel_ids in self.layout_spec.rows:
+                with Horizontal(id=row_id, classes="row"):
+                    for panel_id in panel_ids:
+                        yield PANEL_CLASSES[panel_id](id=panel_id)
         yield Scrubber(id="scrubber")
         yield Static(id="too-small")
         yield Footer()
@@ -281,7 +313,7 @@ class MachineScreen(Screen[None]):
     # ------------------------------------------------------------------ layout
     def _focused_panel(self) -> Widget | None:
         focused = self.focused
-        while focused is not None and focused.id not in ROW_OF:
+        while focused is not None and focused.id not in self.row_of:
             focused = focused.parent if isinstance(focused.parent, Widget) else None
         return focused
 
@@ -297,9 +329,9 @@ class MachineScreen(Screen[None]):
 
     def action_toggle_panel(self, number: int) -> None:
         """Show or hide panel `number`."""
-        panel = self.query_one(f"#{PANEL_IDS[number]}")
-        panel.display = not panel.display
-        if not panel.display and self.maximized is panel:
+        panel_id = PANEL_IDS[number]
+        self.hidden.symmetric_difference_update({panel_id})
+        if panel_id in self.hidden and self.maximized is self.query_one(f"#{panel_id}"):
             self.minimize()
         self._apply_layout()
         self.refresh_panels()
@@ -313,33 +345,41 @@ class MachineScreen(Screen[None]):
         if wider:
             self.widths[panel.id] = max(1, min(12, self.widths[panel.id] + wider))
         if taller:
-            row = ROW_OF[panel.id]
+            row = self.row_of[panel.id]
             self.heights[row] = max(1, min(12, self.heights[row] + taller))
         self._apply_layout()
 
     def action_reset_layout(self) -> None:
         """Every panel visible at its default size."""
-        self.widths, self.heights = dict(DEFAULT_WIDTHS), dict(DEFAULT_HEIGHTS)
-        for panel_id in PANEL_IDS.values():
-            self.query_one(f"#{panel_id}").display = True
+        self._use_layout(self.layout_spec)
+        self.hidden.clear()
         self.minimize()
         self._apply_layout()
         self.refresh_panels()
 
     def _apply_layout(self) -> None:
         for panel_id, weight in self.widths.items():
-            self.query_one(f"#{panel_id}").styles.width = f"{weight}fr"
+            panel = self.query_one(f"#{panel_id}")
+            panel.styles.width = f"{weight}fr"
+            panel.display = panel_id not in self.hidden
         for row_id, weight in self.heights.items():
             row = self.query_one(f"#{row_id}")
             row.display = any(child.display for child in row.children)
             row.styles.height = f"{weight}fr"
 
-    def on_resize(self, event: Resize) -> None:
-        """Too small: a message instead of broken panels; narrow: compact mode."""
+    async def on_resize(self, event: Resize) -> None:
+        """Too small: a message instead of broken panels; below COMPACT_SIZE: the compact layout."""
         width, height = event.size
         small = width < MIN_SIZE[0] or height < MIN_SIZE[1]
         self.set_class(small, "-too-small")
-        self.set_class(width < COMPACT_WIDTH, "-compact")
+        compact = width < COMPACT_SIZE[0] or height < COMPACT_SIZE[1]
+        self.set_class(compact, "-compact")
+        if compact != self.compact:
+            self.compact = compact
+            self._use_layout(COMPACT if compact else WIDE)
+            await self.recompose()
+            self._apply_layout()
+            self.refresh_panels()
         if small:
             self.query_one("#too-small", Static).update(
                 f"vizvm needs a terminal of at least {MIN_SIZE[0]}×{MIN_SIZE[1]} characters.\n"

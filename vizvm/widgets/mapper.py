@@ -73,10 +73,10 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
     def _header(self, state: MapperState, s: dict[str, Style]) -> Text:
         if not state.paging:
             return Text.assemble(("paging is off (cr0.PG = 0): every VA is its PA\n", s["muted"]))
-        bits = "+".join(str(b) for b in state.level_bits)
+        bits = "+".join(str(b) for b in (*state.level_bits, 12))
         return Text.assemble(("VA", s["va"]), " → ", ("PA", s["pa"]),
-                             (f"  {len(state.level_bits)}-level tables, {bits} index bits + 12 offset bits, "
-                              f"root (cr3) PA {state.root:#010x}\n", s["muted"]))
+                             (f" · {len(state.level_bits)} levels ({bits} bits) · root cr3 ", s["muted"]),
+                             (f"PA {state.root:#010x}\n", s["pa"]))
 
     def _translation(self, state: MapperState, s: dict[str, Style], wide: bool) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
