@@ -102,6 +102,7 @@ class CPU:
         self.trap_counts: dict[int, int] = {}
         self.port_io_cycles = CostModel.port_io  # a physical device access is slow (Adams-Agesen 'in')
         self.icache: dict[int, Decoded] = {}
+        self.base_icache = self.icache  # the plain decode cache (binary translation swaps in its own)
         # Hooks a VMM installs (none on bare metal); see engine/vmm.py.
         self.hypercall_hook: Callable[[CPU, int], None] | None = None
         self.trap_hook: Callable[[int, int, int, int, int], bool] | None = None

@@ -138,7 +138,7 @@ class Machine:
         if address < 0 or address + len(data) > len(self.memory):
             raise ConfigError(f"{len(data)} bytes at {address:#x} do not fit in {len(self.memory):#x} bytes of memory")
         self.memory[address:address + len(data)] = data
-        self.cpu.icache.clear()
+        self.cpu.base_icache.clear()
 
     def load_bare(self, program: Program) -> None:
         """Load a bare-metal program at its origin; it starts in ring 0 with paging off."""
@@ -271,7 +271,7 @@ class Machine:
         cpu.exit_code, cpu.steps, cpu.cycles = c["exit_code"], c["steps"], c["cycles"]
         cpu.instructions = c["instructions"]
         cpu.trap_counts = dict(c["trap_counts"])
-        cpu.icache.clear()
+        cpu.base_icache.clear()
         mmu, m = self.mmu, state.mmu
         mmu.tlb.clear()
         mmu.tlb.update(state.tlb)
