@@ -65,8 +65,11 @@ class GuestSpec:
     """A guest to run: a kernel image and its boot modules."""
 
     kernel: Program
-    modules: tuple[Program, ...]
+    """The guest kernel (or, with `bare`, the one program the VM runs)."""
+    modules: tuple[Program, ...] = ()
     name: str = "guest"
+    bare: bool = False
+    """Load `kernel` as a bare-metal program at its origin (no boot-info block) instead of booting it."""
 
 
 @dataclass
@@ -127,7 +130,12 @@ class Hypervisor:
         self.vms: list[VM] = []
         for index, guest in enumerate(guests):
             vm = VM(index, guest.name, mode, VMM_RESERVED + index * guest_memory, guest_memory)
-            vm.pc = self.machine.load_kernel_image(guest.kernel, guest.modules, base=vm.base, memory_size=guest_memory)
+            if guest.bare:
+                self.machine.write_memory(vm.base + guest.kernel.origin, guest.kernel.image)
+                vm.pc = guest.kernel.entry
+            else:
+                vm.pc = self.machine.load_kernel_image(guest.kernel, guest.modules, base=vm.base,
+                                                       memory_size=guest_memory)
             vm.regs[SP] = guest_memory
             vm.timer_interval = vm.timer_countdown = base_config.timer_interval
             if mode == "bt":
@@ -418,6 +426,7 @@ class Hypervisor:
             self._entry(vm)
             return
         self._emulated(vm, pc, spec, a, b, imm, effect)
+        vm.count("trapped_instructions")
         self.machine.timer.tick(1)  # the emulated instruction retires in the guest
         if vm.stop_reason is None:
             self.deliver_pending(vm)

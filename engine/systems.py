@@ -1,0 +1,150 @@
+"""Build the same guest natively or under any VMM mode, read back what the guest can see, and compare.
+
+A "system" is a Machine (native) or a Hypervisor (a VMM mode): both have step, run, steps, halted,
+snapshot and restore, so time travel, traces, lessons and the app drive either the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from engine.costs import CostModel
+from engine.isa import ARITH_FLAGS, SP, Flag
+from engine.machine import Machine, MachineConfig
+from engine.program import Program
+from engine.programs import DEFAULT_USER_PROGRAMS, KERNEL_NAME, assemble_shipped, shipped_path
+from engine.vmm import MODES, GuestSpec, Hypervisor
+
+System = Machine | Hypervisor
+IF = int(Flag.IF)
+
+
+@lru_cache(maxsize=4)
+def paravirtual_kernel() -> Program:
+    """The shipped kernel assembled with PARAVIRT defined: hypercalls instead of privileged instructions."""
+    from engine.asm import assemble_file
+
+    return assemble_file(shipped_path(KERNEL_NAME), defines={"PARAVIRT": 1})
+
+
+def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
+    return tuple(assemble_shipped(p) if isinstance(p, str) else p for p in user_programs)
+
+
+def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_USER_PROGRAMS,
+                 bare: Program | None = None, config: MachineConfig | None = None,
+                 costs: CostModel | None = None) -> System:
+    """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    config = config or MachineConfig()
+    if mode == "native":
+        machine = Machine(config)
+        if bare is not None:
+            machine.load_bare(bare)
+        else:
+            machine.boot_kernel(assemble_shipped(KERNEL_NAME), _programs(user_programs))
+        return machine
+    if bare is not None:
+        guest = GuestSpec(bare, (), bare.name, bare=True)
+    else:
+        kernel = paravirtual_kernel() if mode == "pv" else assemble_shipped(KERNEL_NAME)
+        guest = GuestSpec(kernel, _programs(user_programs))
+    return Hypervisor(mode, [guest], guest_memory=config.memory_size, config=config, costs=costs)
+
+
+@dataclass(frozen=True)
+class GuestView:
+    """Everything the guest can observe about itself at the end of a run."""
+
+    registers: tuple[int, ...]
+    pc: int
+    flags: int
+    ring: int
+    memory: bytes
+    console: str
+    stopped: bool
+    exit_code: int
+
+    def first_difference(self, other: GuestView) -> str | None:
+        """A readable description of the first way `other` differs, or None if identical."""
+        if self.console != other.console:
+            common = next((i for i, (x, y) in enumerate(zip(self.console, other.console, strict=False)) if x != y),
+                          min(len(self.console), len(other.console)))
+            return f"console output differs at character {common}"
+        if self.stopped != other.stopped or self.exit_code != other.exit_code:
+            return f"stop state differs (stopped {self.stopped}/{other.stopped}, exit {self.exit_code}/{other.exit_code})"
+        names = [f"r{i}" for i in range(8)] + ["sp"]
+        for name, mine, theirs in zip(names, self.registers, other.registers, strict=True):
+            if mine != theirs:
+                return f"register {name} differs ({mine:#x} vs {theirs:#x})"
+        for label, mine, theirs in (("pc", self.pc, other.pc), ("flags", self.flags, other.flags),
+                                    ("ring", self.ring, other.ring)):
+            if mine != theirs:
+                return f"{label} differs ({mine:#x} vs {theirs:#x})"
+        if self.memory != other.memory:
+            address = next(i for i, (x, y) in enumerate(zip(self.memory, other.memory, strict=True)) if x != y)
+            return f"guest memory differs first at guest-physical {address:#x}"
+        return None
+
+
+def guest_view(system: System) -> GuestView:
+    """What the guest sees: registers, its flags and ring (virtual under a VMM), its memory and console."""
+    if isinstance(system, Machine):
+        cpu = system.cpu
+        return GuestView(tuple(cpu.regs[:SP + 1]), cpu.pc, cpu.flags, cpu.ring, bytes(system.memory),
+                         system.console_output, system.halted, system.exit_code)
+    vm = system.current
+    cpu = system.machine.cpu
+    if system.mode == "hw":
+        flags, ring = cpu.flags, cpu.ring
+    else:
+        flags, ring = (cpu.flags & ARITH_FLAGS) | (IF if vm.vcpu.vif else 0), vm.vcpu.ring
+    memory = bytes(system.machine.memory[vm.base:vm.base + vm.size])
+    return GuestView(tuple(cpu.regs[:SP + 1]), cpu.pc, flags, ring, memory, vm.console_text,
+                     vm.stop_reason is not None, vm.exit_code)
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """One column of `vizvm compare`."""
+
+    mode: str
+    view: GuestView
+    steps: int
+    counters: dict[str, int] = field(default_factory=dict)
+    divergence: str | None = None
+
+    @property
+    def equivalent(self) -> bool:
+        """True when the guest saw exactly what it sees natively."""
+        return self.divergence is None
+
+    def figure(self, name: str) -> int:
+        """Derived figures shown by `vizvm compare`."""
+        c = self.counters
+        if name == "guest instructions":
+            return c.get("instructions", 0) + c.get("trapped_instructions", 0)
+        if name == "exits to the VMM":
+            return c.get("vmm_entries", 0)
+        return int(c.get(name, 0))
+
+
+def run_modes(modes: Sequence[str], make: Any, max_steps: int) -> list[ModeResult]:
+    """Run `make(mode)` for each mode to completion (or `max_steps`) and compare each with native."""
+    results: list[ModeResult] = []
+    reference: GuestView | None = None
+    for mode in ("native", *[m for m in modes if m != "native"]):
+        system = make(mode)
+        system.run(max_steps)
+        view = guest_view(system)
+        counters = system.counters()
+        if reference is None:
+            reference = view
+        divergence = reference.first_difference(view) if mode != "native" else None
+        if mode in modes or mode == "native":
+            results.append(ModeResult(mode, view, system.steps, counters, divergence))
+    return [r for r in results if r.mode in modes]
