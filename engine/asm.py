@@ -2,24 +2,29 @@
 
 Public API::
 
-    assemble(source, filename="<input>", *, origin=None) -> Program
-    assemble_file(path) -> Program
-    format_listing(program) -> str
+    assemble(source, filename="<input>", *, origin=None, defines=None) -> Program
+    assemble_file(path, *, defines=None) -> Program
+    format_listing(program, *, defines=None) -> str
 
 Errors: ``assemble`` reports every problem in the file at once. It raises `AsmErrors`, whose
 ``errors`` list holds one `AsmError` per problem (sorted by line and column); `AsmError` itself is
 only ever an item of that list. Both subclass `AssemblyFailed`, so ``except AssemblyFailed`` catches
 either. `assemble_file` raises `OSError` for a file it cannot read.
 
-Pass 1 parses every line, chooses the opcode row from ``OPS_BY_MNEMONIC`` by operand shape, and
-assigns addresses (instructions are 8 bytes, so sizes never depend on symbol values). Pass 2
-evaluates every expression with the complete symbol table and emits the bytes.
+``defines`` names constants given from outside (like a C compiler's ``-D``): they select the
+branches of ``.ifdef``/``.ifndef``/``.else``/``.endif`` blocks and can be used in expressions.
+
+Pass 1 parses every line (skipping the lines of conditional branches not taken), chooses the
+opcode row from ``OPS_BY_MNEMONIC`` by operand shape, and assigns addresses (instructions are 8
+bytes, so sizes never depend on symbol values). Pass 2 evaluates every expression with the
+complete symbol table and emits the bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +32,14 @@ from engine.asm_expr import (
     FORMS,
     Expr,
     LineError,
+    Num,
     Operand,
     Sym,
     Token,
     TokenStream,
     evaluate,
     fit,
+    is_identifier,
     is_reserved,
     match_form,
     parse_expr,
@@ -57,9 +64,11 @@ from engine.program import Program
 ADDRESS_LIMIT = 1 << 32
 MAX_IMAGE = 16 << 20
 MAX_ALIGN = 1 << 16
-DIRECTIVES = (".org", ".entry", ".equ", ".word", ".byte", ".ascii", ".asciz", ".space", ".align")
+CONDITIONALS = (".ifdef", ".ifndef", ".else", ".endif")
+DIRECTIVES = (".org", ".entry", ".equ", ".word", ".byte", ".ascii", ".asciz", ".space", ".align", *CONDITIONALS)
 _DIRECTIVE_HINTS = {".long": ".word", ".int": ".word", ".dw": ".word", ".db": ".byte", ".string": ".asciz",
-                    ".skip": ".space", ".zero": ".space", ".set": ".equ", ".balign": ".align"}
+                    ".skip": ".space", ".zero": ".space", ".set": ".equ", ".balign": ".align",
+                    ".if": ".ifdef", ".elif": ".else", ".elseif": ".else", ".fi": ".endif", ".endc": ".endif"}
 
 
 
@@ -127,6 +136,23 @@ class _Def:
 
 
 @dataclass(slots=True)
+class _Conditional:
+    """An open ``.ifdef``/``.ifndef`` block."""
+
+    directive: str  # .ifdef or .ifndef, lower case
+    line: int
+    col: int
+    outer_active: bool  # were the lines around the block being assembled?
+    condition: bool  # was the tested name defined (.ifdef) or not (.ifndef)?
+    else_line: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the lines at this point of the block are assembled."""
+        return self.outer_active and (self.condition if self.else_line is None else not self.condition)
+
+
+@dataclass(slots=True)
 class _Item:
     """An instruction or data directive placed at ``address``."""
 
@@ -142,7 +168,8 @@ class _Item:
 
 
 class _Assembler:
-    def __init__(self, source: str, filename: str, origin: int | None) -> None:
+    def __init__(self, source: str, filename: str, origin: int | None,
+                 defines: Mapping[str, int] | None = None) -> None:
         self.source = source
         self.lines = source.splitlines()
         self.filename = filename
@@ -158,6 +185,11 @@ class _Assembler:
         self.line_no = 0
         self.statement = ""
         self.statement_col = 1
+        self.conditionals: list[_Conditional] = []
+        self.skipped_lines: list[int] = []  # lines inside conditional branches not taken
+        self.defines = dict(defines or {})
+        for name, value in self.defines.items():  # constants from outside, defined before line 1
+            self.defs[name] = _Def(name, 0, is_label=False, expr=Num(value, 1, 1))
 
     # diagnostics ------------------------------------------------------------------------------
 
@@ -168,17 +200,89 @@ class _Assembler:
 
     # pass 1 -----------------------------------------------------------------------------------
 
+    @property
+    def active(self) -> bool:
+        """Whether the current line is assembled (it is not inside a conditional branch not taken)."""
+        return not self.conditionals or self.conditionals[-1].active
+
     def run(self) -> Program:
         for number, text in enumerate(self.lines, 1):
             self.line_no = number
+            ts = TokenStream(tokenize(text))
             try:
-                self.parse_line(TokenStream(tokenize(text)), text)
+                if self.conditional(ts):
+                    continue
+                if self.active:
+                    self.parse_line(ts, text)
+                else:
+                    self.skipped_lines.append(number)
             except LineError as err:
                 self.record(err)
             except _Poisoned:
                 pass
+        for block in self.conditionals:
+            self.record(LineError(f"'{block.directive}' has no matching .endif before the end of the file",
+                                  block.col, len(block.directive), line=block.line))
         self.report_deferred()
         return self.emit()
+
+    # conditional assembly ---------------------------------------------------------------------
+
+    def conditional(self, ts: TokenStream) -> bool:
+        """Handle a ``.ifdef``/``.ifndef``/``.else``/``.endif`` line (even in a skipped branch); False if not one."""
+        skip = 0
+        while ts.peek(skip).kind == "ident" and ts.peek(skip + 1).kind == "op" and ts.peek(skip + 1).text == ":":
+            skip += 2
+        token = ts.peek(skip)
+        name = token.text.lower()
+        if token.kind != "dir" or name not in CONDITIONALS:
+            return False
+        outer = self.active if name in (".ifdef", ".ifndef") else (
+            self.conditionals[-1].outer_active if self.conditionals else True)
+        ts.pos = skip + 1
+        problem: LineError | None = None
+        if name in (".ifdef", ".ifndef"):
+            defined = False
+            if outer:
+                try:
+                    defined = self.tested_name(ts)
+                except LineError as err:
+                    problem = err
+            self.conditionals.append(_Conditional(name, self.line_no, token.col, outer,
+                                                  defined == (name == ".ifdef") and problem is None))
+        elif not self.conditionals:
+            problem = LineError(f"'{token.text}' without a matching .ifdef or .ifndef", token.col, len(token.text))
+        elif name == ".else":
+            block = self.conditionals[-1]
+            if block.else_line is not None:
+                problem = LineError(f"duplicate .else (this '{block.directive}' at line {block.line} already has "
+                                    f"one at line {block.else_line})", token.col, len(token.text))
+            else:
+                block.else_line = self.line_no
+        else:
+            self.conditionals.pop()
+        if problem is None and outer:
+            try:
+                self.end_of_statement(ts, f"'{name}'")
+            except LineError as err:
+                problem = err
+        if problem is None and outer and skip:
+            label = ts.tokens[0]
+            problem = LineError(f"a label cannot share a line with '{name}' (put it on the next line)",
+                                label.col, len(label.text))
+        if problem is not None:
+            raise problem
+        return True
+
+    def tested_name(self, ts: TokenStream) -> bool:
+        """Parse the name after ``.ifdef``/``.ifndef``: is it defined (by ``defines`` or an earlier line)?"""
+        symbol = ts.peek()
+        if symbol.kind != "ident":
+            raise unexpected(symbol, "a symbol name")
+        ts.next()
+        if is_reserved(symbol.text):
+            raise LineError(f"'{symbol.text}' is a register name and cannot be a symbol", symbol.col, len(symbol.text))
+        return symbol.text in self.defs
 
     def parse_line(self, ts: TokenStream, text: str) -> None:
         while ts.peek().kind == "ident" and ts.peek(1).kind == "op" and ts.peek(1).text == ":":
@@ -206,6 +310,9 @@ class _Assembler:
         if is_reserved(name):
             raise LineError(f"'{name}' is a register name and cannot be a symbol", token.col, len(name))
         previous = self.defs.get(name)
+        if previous is not None and name in self.defines and previous.line == 0:
+            raise LineError(f"duplicate symbol '{name}' (already defined by the assembler's defines)",
+                            token.col, len(name))
         if previous is not None:
             what = "label" if previous.is_label else "constant"
             raise LineError(f"duplicate {'label' if is_label else 'symbol'} '{name}' "
@@ -497,18 +604,31 @@ class _Assembler:
         return next((item.address for item in self.items if item.kind == "instr"), self.origin)
 
 
-def assemble(source: str, filename: str = "<input>", *, origin: int | None = None) -> Program:
+def _check_defines(defines: Mapping[str, int] | None) -> None:
+    for name, value in (defines or {}).items():
+        if not isinstance(name, str) or not is_identifier(name) or is_reserved(name):
+            raise ValueError(f"define {name!r} is not a valid symbol name")
+        if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 31) <= value <= WORD_MASK:
+            raise ValueError(f"define {name}={value!r} is not a 32-bit integer")
+
+
+def assemble(source: str, filename: str = "<input>", *, origin: int | None = None,
+             defines: Mapping[str, int] | None = None) -> Program:
     """Assemble ``source`` into a `Program`; raise `AsmErrors` listing every error.
 
     ``origin`` is the initial location counter (default 0). Without it, a ``.org`` that comes
     before any byte is placed sets the program's origin; with it, ``.org`` may only move forward.
+    ``defines`` are constants defined before the first line (``{"PARAVIRT": 1}``): ``.ifdef NAME``
+    tests them, expressions may use them, and they appear in `Program.symbols`. A bad origin or
+    define (not a symbol name, not a 32-bit integer) raises `ValueError`.
     """
     if origin is not None and not 0 <= origin <= WORD_MASK:
         raise ValueError(f"origin {origin:#x} is outside the 32-bit address space")
-    return _Assembler(source, filename, origin).run()
+    _check_defines(defines)
+    return _Assembler(source, filename, origin, defines).run()
 
 
-def assemble_file(path: str | Path) -> Program:
+def assemble_file(path: str | Path, *, defines: Mapping[str, int] | None = None) -> Program:
     """Assemble a UTF-8 source file; the program is named after ``path`` as given."""
     raw = Path(path).read_bytes()
     try:
@@ -519,7 +639,7 @@ def assemble_file(path: str | Path) -> Program:
         source_line = raw[line_start:].split(b"\n", 1)[0].decode("utf-8", "replace")
         raise AsmErrors([AsmError(str(path), line, exc.start - line_start + 1,
                                   "file is not valid UTF-8 text", source_line)]) from None
-    return assemble(text, str(path))
+    return assemble(text, str(path), defines=defines)
 
 
 # listing ----------------------------------------------------------------------------------------
@@ -547,18 +667,56 @@ def _fallback_items(program: Program) -> list[_Item]:
     return items
 
 
-def format_listing(program: Program) -> str:
+def _tested_names(source: str) -> set[str]:
+    """Every name that a ``.ifdef`` or ``.ifndef`` line of ``source`` tests."""
+    names: set[str] = set()
+    for text in source.splitlines():
+        tokens = tokenize(text)
+        i = 0
+        while tokens[i].kind == "ident" and tokens[i + 1].kind == "op" and tokens[i + 1].text == ":":
+            i += 2
+        directive, name = tokens[i], tokens[min(i + 1, len(tokens) - 1)]
+        if directive.kind == "dir" and directive.text.lower() in (".ifdef", ".ifndef") and name.kind == "ident":
+            names.add(name.text)
+    return names
+
+
+def _reassemble(program: Program, defines: Mapping[str, int] | None) -> _Assembler | None:
+    """The assembler state that reproduces ``program`` from its source, or None if none does.
+
+    Without ``defines`` the names tested by ``.ifdef``/``.ifndef`` that are among the program's
+    symbols are tried as defines first (that is how a program assembled with defines is listed),
+    then no defines at all.
+    """
+    if not program.source:
+        return None
+    if defines is not None:
+        _check_defines(defines)
+        attempts = [dict(defines)]
+    else:
+        tested = {name: program.symbols[name] for name in _tested_names(program.source) if name in program.symbols}
+        attempts = [tested, {}] if tested else [{}]
+    for attempt in attempts:
+        assembler = _Assembler(program.source, program.name, program.origin, attempt)
+        try:
+            if assembler.run().image == program.image:
+                return assembler
+        except AssemblyFailed:
+            pass
+    return None
+
+
+def format_listing(program: Program, *, defines: Mapping[str, int] | None = None) -> str:
     """A listing: address, bytes, class badge, disassembly and source line of every item, with labels.
 
-    The source is assembled again to recover item boundaries; a program without (matching) source
-    is listed as 8-byte instructions, with every immediate that equals a label shown by name.
+    The source is assembled again to recover item boundaries, with ``defines`` (default: those the
+    program was evidently assembled with, see `_reassemble`); only lines that were assembled are
+    listed, never those of a conditional branch not taken. A program without (matching) source is
+    listed as 8-byte instructions, with every immediate that equals a label shown by name.
     """
-    assembler = _Assembler(program.source, program.name, program.origin)
-    try:
-        matches = bool(program.source) and assembler.run().image == program.image
-    except AssemblyFailed:
-        matches = False
-    if matches:
+    assembler = _reassemble(program, defines)
+    matches = assembler is not None
+    if assembler is not None:
         items = assembler.items
         named = [(d.value, d.name) for d in assembler.defs.values() if d.is_label and d.value is not None]
     else:
@@ -568,6 +726,8 @@ def format_listing(program: Program) -> str:
     lines = program.source.splitlines()
     image, origin = program.image, program.origin
     out = [f"; {program.name}: origin {origin:#010x}, entry {program.entry:#010x}, {len(image)} bytes"]
+    if assembler is not None and assembler.defines:
+        out[0] += ", defines " + ", ".join(f"{name}={value}" for name, value in sorted(assembler.defines.items()))
     label_index = 0
 
     def labels_up_to(address: int) -> None:

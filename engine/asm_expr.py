@@ -156,6 +156,11 @@ def register_like(name: str) -> str | None:
     return None
 
 
+def is_identifier(name: str) -> bool:
+    """Whether ``name`` has the shape of a label or constant name."""
+    return _IDENT.fullmatch(name) is not None
+
+
 def is_reserved(name: str) -> bool:
     """Register and control-register names (and anything shaped like them) cannot be symbols."""
     lower = name.lower()

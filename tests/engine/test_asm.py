@@ -139,16 +139,18 @@ _FRAGMENTS = st.sampled_from([
     "mov", "ld", "st", "jmp", "out", "movcr", "r1", "r9", "sp", "cr3", "cr7", ",", "[", "]", "+", "-", "*", "/", "(",
     ")", "<<", "~", "0x", "12", "0b2", "1000000000000", "'a'", "'", '"s"', '"', "\\", ".", "x", "x:", "=", ";", "#",
     ".org", ".word", ".byte", ".space", ".align", ".equ", ".entry", ".asciz", "\t", "\n",
+    ".ifdef", ".ifndef", ".else", ".endif", "PV",
 ])
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.lists(_FRAGMENTS, max_size=24).map(" ".join), st.text(max_size=40)))
 def test_any_input_assembles_or_reports_errors(source: str) -> None:
-    try:
-        format_listing(assemble(source))
-    except AsmErrors as failure:
-        assert failure.errors and all(str(error) for error in failure.errors)
+    for defines in (None, {"PV": 1}):
+        try:
+            format_listing(assemble(source, defines=defines))
+        except AsmErrors as failure:
+            assert failure.errors and all(str(error) for error in failure.errors)
 
 # Expressions ------------------------------------------------------------------------------------
 
@@ -402,6 +404,147 @@ def test_shipped_programs_assemble_and_list(path: Path) -> None:
     program = assemble_file(path)
     listing = format_listing(program)
     assert listing.count("\n") >= len(program.source_lines)
+
+
+# Conditional assembly -----------------------------------------------------------------------------
+
+CONDITIONAL_SOURCE = """\
+        .org 0x100
+.ifdef PV
+        hypercall 6             ; set_interrupts(0)
+.else
+        cli
+.endif
+.ifndef PV
+        hlt
+.endif
+        .word PV_FLAG
+.ifdef PV
+PV_FLAG = PV * 2
+.else
+PV_FLAG = 0
+.endif
+"""
+
+
+def test_ifdef_else_endif_select_lines_by_defines() -> None:
+    native = assemble(CONDITIONAL_SOURCE, "c.s")
+    paravirt = assemble(CONDITIONAL_SOURCE, "c.s", defines={"PV": 1})
+    assert [disassemble_bytes(native.image[i:i + 8]) for i in (0, 8)] == ["cli", "hlt"]
+    assert disassemble_bytes(paravirt.image[:8]) == "hypercall 6"
+    assert words(native)[-1] == 0 and words(paravirt)[-1] == 2
+    assert paravirt.symbols["PV"] == 1 and "PV" not in native.symbols
+    assert native.source_lines == {0x100: 5, 0x108: 8, 0x110: 10}
+    assert paravirt.source_lines == {0x100: 3, 0x108: 10}
+
+
+def test_defines_are_constants_in_expressions() -> None:
+    program = assemble("mov r1, BASE + 4\n.word NEG", defines={"BASE": 0x1000, "NEG": -1})
+    assert words(program)[1] == 0x1004 and words(program)[2] == WORD_MASK
+    assert program.symbols["NEG"] == WORD_MASK
+
+
+def test_conditionals_nest_and_skipped_lines_are_not_parsed() -> None:
+    source = """\
+.ifdef A
+.ifdef B
+        .word 1
+.else
+        .word 2
+.endif
+.else
+.ifdef NEVER
+        this line is nonsense and never parsed ~~~
+.endif
+.ifdef B
+        .word 3
+.else
+        .word 4
+.endif
+.endif
+"""
+    results = {tuple(sorted(d)): words(assemble(source, defines=d)) for d in ({}, {"A": 1}, {"B": 1}, {"A": 1, "B": 1})}
+    assert results == {(): [4], ("A",): [2], ("B",): [3], ("A", "B"): [1]}
+
+
+def test_ifdef_sees_symbols_defined_on_earlier_lines_only() -> None:
+    program = assemble("FLAG = 1\n.ifdef FLAG\n.word 1\n.endif\n.ifdef later\n.word 2\n.endif\nlater:")
+    assert words(program) == [1]
+
+
+def test_labels_in_a_skipped_branch_are_not_defined() -> None:
+    error = only_error(".ifdef X\nhere: nop\n.endif\njmp here")
+    assert (error.line, error.message) == (4, "undefined symbol 'here'")
+
+
+def test_assemble_file_with_defines(tmp_path: Path) -> None:
+    path = tmp_path / "cond.s"
+    path.write_text(CONDITIONAL_SOURCE)
+    assert assemble_file(path, defines={"PV": 1}).image == assemble(CONDITIONAL_SOURCE, defines={"PV": 1}).image
+
+
+@pytest.mark.parametrize("defines", [{"1X": 1}, {"r1": 1}, {"X": 1 << 32}, {"X": -(1 << 31) - 1}, {"X": "1"}])
+def test_bad_defines_raise_value_error(defines: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="define"):
+        assemble("nop", defines=defines)  # type: ignore[arg-type]
+
+
+CONDITIONAL_ERROR_CASES = [
+    ("else without if", "nop\n  .else", 2, 3, "'.else' without a matching .ifdef or .ifndef"),
+    ("endif without if", ".endif", 1, 1, "'.endif' without a matching .ifdef or .ifndef"),
+    ("endif case kept", ".ENDIF", 1, 1, "'.ENDIF' without a matching .ifdef or .ifndef"),
+    ("missing endif", "nop\n.ifdef X\nnop\n", 2, 1, "'.ifdef' has no matching .endif before the end of the file"),
+    ("missing inner endif", ".ifndef X\n  .ifdef Y\n.endif", 1, 1, "'.ifndef' has no matching .endif"),
+    ("duplicate else", ".ifdef X\n.else\nnop\n .else\n.endif", 4, 2,
+     "duplicate .else (this '.ifdef' at line 1 already has one at line 2)"),
+    ("missing name", ".ifdef\n.endif", 1, 7, "expected a symbol name, got end of line"),
+    ("register name", ".ifndef r1\n.endif", 1, 9, "'r1' is a register name"),
+    ("extra after name", ".ifdef X 1\n.endif", 1, 10, "unexpected '1' after '.ifdef'"),
+    ("extra after else", ".ifdef X\n.else X\n.endif", 2, 7, "unexpected 'X' after '.else'"),
+    ("label on a conditional", "top: .ifdef X\n.endif", 1, 1, "a label cannot share a line with '.ifdef'"),
+    ("gnu .if", ".if X", 1, 1, "unknown directive '.if' (did you mean '.ifdef'?)"),
+    ("redefining a define", "PV = 2", 1, 1, "duplicate symbol 'PV' (already defined by the assembler's defines)"),
+]
+
+
+@pytest.mark.parametrize(("source", "line", "col", "message"), [case[1:] for case in CONDITIONAL_ERROR_CASES],
+                         ids=[case[0] for case in CONDITIONAL_ERROR_CASES])
+def test_conditional_errors_have_position_and_caret(source: str, line: int, col: int, message: str) -> None:
+    errors = errors_of_with(source, {"PV": 1})
+    assert len(errors) == 1, "\n".join(map(str, errors))
+    error = errors[0]
+    assert (error.line, error.col) == (line, col)
+    assert message in error.message
+    caret = str(error).splitlines()[2].split(" | ", 1)[1]
+    assert caret.index("^") == col - 1
+
+
+def errors_of_with(source: str, defines: dict[str, int]) -> list[AsmError]:
+    with pytest.raises(AsmErrors) as info:
+        assemble(source, "t.s", defines=defines)
+    return info.value.errors
+
+
+def test_skipped_branch_errors_are_not_reported_but_active_ones_are() -> None:
+    errors = errors_of(".ifdef X\n  bogus r9\n.else\n  mvo r1, r2\n.endif")
+    assert [(e.line, e.col) for e in errors] == [(4, 3)]
+
+
+def test_listing_shows_only_assembled_lines() -> None:
+    paravirt = assemble(CONDITIONAL_SOURCE, "c.s", defines={"PV": 1})
+    listing = format_listing(paravirt)
+    assert listing.splitlines()[0].endswith(", defines PV=1")
+    assert "hypercall 6" in listing and "cli" not in listing and "hlt" not in listing
+    assert "(padding" not in listing  # items were recovered from the source, not disassembled
+    native_listing = format_listing(assemble(CONDITIONAL_SOURCE, "c.s"))
+    assert "PRV  cli" in native_listing and "hypercall" not in native_listing and "defines" not in native_listing
+    assert format_listing(paravirt, defines={"PV": 1}) == listing
+
+
+def test_listing_of_a_source_that_defines_its_own_switch() -> None:
+    source = "PV = 1\n" + CONDITIONAL_SOURCE
+    listing = format_listing(assemble(source, "c.s"))
+    assert "hypercall 6" in listing and "defines" not in listing
 
 
 # Command line -----------------------------------------------------------------------------------
