@@ -99,6 +99,7 @@ class EngineBridge:
         self._timer = owner.set_interval(TICK, self._tick, pause=True, name="vizvm-run")
 
     def _post(self, reason: str, live: bool = False) -> None:
+        self.furthest = max(self.furthest, self.machine.steps)
         if self.owner is not None:
             self.owner.post_message(MachineChanged(reason, live))
 
@@ -112,6 +113,8 @@ class EngineBridge:
         if getattr(self, "running", False):
             self.pause("loaded another program", settle=False)
         self.tm = TimeMachine(machine)
+        self.furthest = machine.steps
+        """The furthest step shown so far (the end of the scrubber)."""
         self.title = title or machine_title(machine)
         self.recording = Recording(machine.steps)
         self.breakpoints = set()
@@ -166,7 +169,7 @@ class EngineBridge:
         tm, rec, machine = self.tm, self.recording, self.machine
         floor = tm.initial.steps
         target = max(min(target, tm.furthest), floor)
-        wanted = min(self.window // 4, target - floor)
+        wanted = min(self.window // 2, target - floor)
         if machine.steps == target and rec.hi == target and len(rec) >= wanted:
             return
         if rec.lo < target <= rec.hi and target - rec.lo >= wanted:
@@ -378,7 +381,7 @@ class EngineBridge:
     def status(self) -> StatusState:
         """The status line state."""
         machine = self.machine
-        return StatusState(self.title, machine.steps, self.tm.furthest, self.running,
+        return StatusState(self.title, machine.steps, self.furthest, self.running,
                            GOAL_LABELS.get(self.goal, self.goal), SPEEDS[self.speed_index], machine.halted,
                            machine.halt_reason, machine.exit_code, len(self.breakpoints), self.engine_rate,
                            (self.recording.lo, self.recording.hi), self.last_stop)

@@ -95,6 +95,11 @@ def code_state(machine: Machine, breakpoints: frozenset[int]) -> CodeState:
         if address == pc and symbol is not None:
             program = symbol.program
         text = disassemble_bytes(raw, symbol.labels if symbol else None)
+        if text.startswith(".invalid") or (symbol is not None and symbol.source.startswith(".")):
+            preview = "".join(chr(b) if 32 <= b < 127 else "." for b in raw)
+            lines.append(CodeLine(address, f"data {bytes(raw).hex(' ', 4)}  {preview}", "",
+                                  symbol.label if symbol else None, "", True))
+            continue
         lines.append(CodeLine(address, text, spec.klass.badge if spec else "",
                               symbol.label if symbol else None, symbol.source if symbol else "", True))
     return CodeState(tuple(lines), cpu.pc, breakpoints, program, cpu.ring, cpu.paging)

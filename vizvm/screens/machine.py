@@ -51,7 +51,7 @@ class Layout:
 
 WIDE = Layout(
     (("top-row", ("code", "cpu", "mapper")), ("timeline-row", ("timeline",)), ("bottom-row", ("events", "io"))),
-    {"code": 4, "cpu": 3, "mapper": 6, "timeline": 1, "events": 3, "io": 2},
+    {"code": 4, "cpu": 3, "mapper": 7, "timeline": 1, "events": 3, "io": 2},
     {"top-row": 6, "timeline-row": 2, "bottom-row": 4},
 )
 COMPACT = Layout(
@@ -268,7 +268,7 @@ class MachineScreen(Screen[None]):
             if step is not None:
                 self.bridge.go_to(step)
 
-        self.app.push_screen(GoToStepDialog(self.bridge.machine.steps, self.bridge.tm.furthest), chosen)
+        self.app.push_screen(GoToStepDialog(self.bridge.machine.steps, self.bridge.furthest), chosen)
 
     def action_toggle_breakpoint(self) -> None:
         """Toggle a breakpoint on the code panel's cursor line (pc if the cursor follows pc)."""

@@ -24,7 +24,7 @@ class CodePanel(PanelMixin, Widget, can_focus=True):
     PANEL_NUMBER = 1
     PANEL_TITLE = "Code"
     COMPONENT_CLASSES = {
-        "code--pc", "code--cursor", "code--label", "code--address", "code--breakpoint", "code--inn",
+        "code--pc", "code--marker", "code--cursor", "code--label", "code--address", "code--breakpoint", "code--inn",
         "code--prv", "code--sen", "code--source", "code--unmapped",
     }
     BINDINGS = [
@@ -107,9 +107,9 @@ class CodePanel(PanelMixin, Widget, can_focus=True):
 
     def _line(self, line: CodeLine, state: CodeState, styles: dict[str, Style]) -> Text:
         is_pc = line.address == state.pc
-        marker = ("●" if line.address in state.breakpoints else " ") + ("▶" if is_pc else " ")
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(marker, style=styles["breakpoint"])
+        text.append("●" if line.address in state.breakpoints else " ", style=styles["breakpoint"])
+        text.append("▶" if is_pc else " ", style=styles["marker"])
         text.append(f" {line.address:08x}  ", style=styles["address"])
         if not line.mapped:
             text.append(line.text, style=styles["unmapped"])

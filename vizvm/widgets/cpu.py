@@ -19,6 +19,15 @@ COUNTERS = (("instructions", "instr"), ("cycles", "cycles"), ("traps", "traps"),
             ("port_reads", "in"), ("port_writes", "out"))
 
 
+def short_number(value: int) -> str:
+    """At most 7 characters: 1234567, 12.3M, 4.5G."""
+    if value < 10_000_000:
+        return str(value)
+    if value < 10_000_000_000:
+        return f"{value / 1e6:.1f}M"
+    return f"{value / 1e9:.1f}G"
+
+
 class CpuPanel(PanelMixin, Widget, can_focus=True):
     """Registers in two columns, then flags, ring, control registers, the changes and the counters."""
 
@@ -99,6 +108,6 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
         out.append("\ncounters\n", style=s["heading"])
         items = [(label, state.counters.get(key, 0)) for key, label in COUNTERS]
         for index, (label, value) in enumerate(items):
-            out.append(f"{label:<9}" if index % 2 == 0 else f"  {label:<9}", style=s["name"])
-            out.append(f"{value:>6}")
+            out.append(f"{label:<8}" if index % 2 == 0 else f"  {label:<8}", style=s["name"])
+            out.append(f"{short_number(value):>7}")
             out.append("\n" if index % 2 else "")

@@ -45,16 +45,21 @@ class EventLog(PanelMixin, ScrollView, can_focus=True):
             return
         shown = "all kinds" if state.kinds is None else f"{len(state.kinds)} kinds"
         self.set_detail(f"{len(state.events)} events · {shown}")
-        self.virtual_size = Size(self.size.width, len(state.events))
+        self.virtual_size = Size(self.scrollable_content_region.width, len(state.events))
         if self._follow:
-            self.scroll_to(y=max(len(state.events) - self.scrollable_content_region.height, 0), animate=False,
-                           immediate=True)
+            self.call_after_refresh(self._to_end)
         self.refresh()
+
+    def _to_end(self) -> None:
+        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         """Stop following when the user scrolls up; follow again at the bottom."""
         super().watch_scroll_y(old, new)
-        self._follow = new >= self.max_scroll_y
+        if new < old:
+            self._follow = False
+        elif new >= self.max_scroll_y:
+            self._follow = True
 
     def on_click(self, event: events.Click) -> None:
         """Go to the step of the clicked line (the state right after it)."""

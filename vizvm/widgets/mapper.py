@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Group, RenderableType
 from rich.style import Style
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -65,9 +66,14 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
         parts: list[RenderableType] = [self._header(state, s)]
         if state.paging:
             parts.append(self._translation(state, s, wide))
-        parts.append(self._tlb(state, s))
-        if state.frames is not None:
-            parts.append(self._frames(state, s, wide))
+        tlb = self._tlb(state, s)
+        frames = self._frames(state, s, per_row=32) if state.frames is not None else Text()
+        if self.content_size.width >= 73:
+            grid = Table.grid(padding=(0, 3))
+            grid.add_row(tlb, frames)
+            parts.append(grid)
+        else:
+            parts.extend((tlb, frames))
         return Group(*parts)
 
     def _header(self, state: MapperState, s: dict[str, Style]) -> Text:
@@ -149,33 +155,33 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(f"\nTLB {len(state.tlb)}/{state.tlb_capacity} · {state.tlb_policy} · oldest first\n",
                    style=s["heading"])
+        out.append("VPN = VA>>12, frame = PA>>12\n", style=s["muted"])
         if not state.tlb:
             out.append("  empty\n", style=s["muted"])
             return out
-        out.append("   #  VPN     ASID  frame   W U D\n", style=s["muted"])
+        out.append("  # VPN   ASID frame W U D\n", style=s["muted"])
         for number, row in enumerate(state.tlb):
             entry = row.entry
             style = s["hit"] if row.mark == "hit" else s["fill"] if row.mark == "fill" else Style()
             flags = " ".join(f if on else "." for f, on in (("W", entry.writable), ("U", entry.user),
                                                               ("D", entry.dirty)))
-            out.append(f"{'▶' if row.mark else ' '} {number:>2}  {entry.vpn:05x}   {entry.asid:<4}  "
-                       f"{entry.frame:05x}   {flags}", style=style)
-            out.append(f"  ← {'hit' if row.mark == 'hit' else 'filled'}\n" if row.mark else "\n", style=style)
+            out.append(f"{'▶' if row.mark else ' '}{number:>2} {entry.vpn:05x} {entry.asid:>4} "
+                       f"{entry.frame:05x} {flags} {row.mark:<4}", style=style)
+            out.append("\n")
         for evicted in state.evicted:
             out.append(f"  evicted VPN {evicted.vpn:05x} ({evicted.policy})\n", style=s["muted"])
         return out
 
     @staticmethod
-    def _frames(state: MapperState, s: dict[str, Style], wide: bool) -> Text:
+    def _frames(state: MapperState, s: dict[str, Style], per_row: int) -> Text:
         frames = state.frames
         assert frames is not None
         owners = frames.owners
-        per_row = 64 if wide else 32
         group = max(1, (len(owners) + per_row * 8 - 1) // (per_row * 8))
         out = Text(no_wrap=True, overflow="crop")
         size = len(owners) * 4
         scale = f", {group} frames per cell" if group > 1 else ""
-        out.append(f"\nphysical frames (PA, 4 KiB each, {size} KiB{scale})\n", style=s["heading"])
+        out.append(f"\nphysical frames (PA, 4 KiB, {size} KiB{scale})\n", style=s["heading"])
         cells = [owners[i] if group == 1 else _dominant(owners[i:i + group]) for i in range(0, len(owners), group)]
         for start in range(0, len(cells), per_row):
             out.append(f"{start * group * 4096:#08x} ", style=s["muted"])
@@ -185,7 +191,7 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
         for number, (owner, text) in enumerate(FRAME_OWNERS.items()):
             out.append(f" {FRAME_CHARS[owner]}", style=s[f"frame-{owner}"])
             out.append(f" {text:<18}", style=s["muted"])
-            if number % 3 == 2:
+            if number % 2 == 1:
                 out.append("\n")
         return out
 
