@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from engine.vmm import MODES
 from vizvm import __version__
 
 
@@ -42,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--kinds", default=None,
                        help="comma-separated event kinds to print (default: all), e.g. trap,walk,io")
     trace.add_argument("--seed", type=int, default=0, help="seed for the engine's random choices")
+    trace.add_argument("--mode", choices=MODES, default="native",
+                       help="run natively or under the VMM: trap (trap-and-emulate), bt (binary translation), "
+                            "pv (paravirtualization), hw (hardware assist)")
+
+    compare = sub.add_parser("compare", help="run a program natively and under each VMM mode, side by side")
+    compare.add_argument("program", nargs="?", default=None, help="as for 'trace' (default: the kernel with hello "
+                                                                  "and count)")
+    compare.add_argument("--modes", default=",".join(MODES), help=f"comma-separated (default {','.join(MODES)})")
+    compare.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
+    compare.add_argument("--steps", type=int, default=5_000_000, help="maximum steps per mode (default 5000000)")
 
     lessons = sub.add_parser("lessons", help="list the shipped lessons, or check lessons headless")
     lessons.add_argument("action", nargs="?", choices=["list", "check"], default="list",
@@ -70,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vizvm.cli_trace import run_trace
 
         return run_trace(args, sys.stdout)
+    if args.command == "compare":
+        from vizvm.cli_compare import run_compare
+
+        return run_compare(args, sys.stdout)
     if args.command == "lessons":
         from vizvm.cli_lessons import run_lessons
 

@@ -12,38 +12,45 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.isa import REGISTER_NAMES
-from engine.machine import Machine, MachineConfig
-from engine.programs import DEFAULT_USER_PROGRAMS, bare_machine, boot_kernel_machine, sample_names
+from engine.machine import MachineConfig
+from engine.programs import DEFAULT_USER_PROGRAMS, sample_names
+from engine.systems import System, build_system, guest_view
+from engine.worlds import WorldTracker
 
 TRACE_FORMAT_VERSION = 1
 
 
-def build_machine(program: str | None, *, under_kernel: bool, seed: int = 0) -> Machine:
-    """The machine `vizvm trace`/`vizvm run` mean by PROGRAM (see `vizvm trace --help`)."""
+def build_machine(program: str | None, *, under_kernel: bool, seed: int = 0, mode: str = "native") -> System:
+    """The system `vizvm trace`/`run`/`compare` mean by PROGRAM in `mode` (see `vizvm trace --help`)."""
     from engine.asm import assemble_file
 
     config = MachineConfig(seed=seed)
     if program is None:
-        return boot_kernel_machine(DEFAULT_USER_PROGRAMS, config)
+        return build_system(mode, user_programs=DEFAULT_USER_PROGRAMS, config=config)
     path = Path(program)
     if not path.is_file() and program in sample_names():
-        return boot_kernel_machine((program,), config)
+        return build_system(mode, user_programs=(program,), config=config)
     if not path.is_file():
         raise FileNotFoundError(f"{program}: no such file, and not a shipped sample "
                                 f"(samples: {', '.join(sample_names())})")
     assembled = assemble_file(path)
     if under_kernel:
-        return boot_kernel_machine((assembled,), config)
-    return bare_machine(assembled, config)
+        return build_system(mode, user_programs=(assembled,), config=config)
+    return build_system(mode, bare=assembled, config=config)
 
 
-def summary(machine: Machine) -> dict[str, Any]:
+def summary(machine: System, mode: str = "native") -> dict[str, Any]:
     """The final `summary` record: registers, counters, console output and why it stopped."""
     cpu = machine.cpu
-    registers = {name: cpu.regs[i] for i, name in enumerate(REGISTER_NAMES)}
-    registers.update(pc=cpu.pc, flags=cpu.flags, ring=cpu.ring, **cpu.control_registers)
+    view = guest_view(machine)
+    registers = {name: view.registers[i] for i, name in enumerate(REGISTER_NAMES)}
+    control = dict(cpu.control_registers)
+    if mode not in ("native", "hw"):  # a software VMM keeps the guest's control registers virtual
+        vcpu = machine.current.vcpu  # type: ignore[union-attr]
+        control.update(cr0=vcpu.cr0, cr2=vcpu.cr2, cr3=vcpu.cr3, ksp=vcpu.ksp, idtr=vcpu.idtr)
+    registers.update(pc=view.pc, flags=view.flags, ring=view.ring, **control)
     return {
-        "step": machine.steps, "kind": "summary", "format": TRACE_FORMAT_VERSION,
+        "step": machine.steps, "kind": "summary", "format": TRACE_FORMAT_VERSION, "mode": mode,
         "halted": machine.halted, "halt_reason": machine.halt_reason, "exit_code": machine.exit_code,
         "registers": registers, "counters": machine.counters(), "console": machine.console_output,
     }
@@ -54,7 +61,7 @@ def run_trace(args: argparse.Namespace, out: TextIO) -> int:
     from engine.asm import AsmErrors
 
     try:
-        machine = build_machine(args.program, under_kernel=args.kernel, seed=args.seed)
+        machine = build_machine(args.program, under_kernel=args.kernel, seed=args.seed, mode=args.mode)
     except AsmErrors as errors:
         print(errors, file=sys.stderr)
         return 1
@@ -62,17 +69,21 @@ def run_trace(args: argparse.Namespace, out: TextIO) -> int:
         print(f"vizvm trace: {error}", file=sys.stderr)
         return 1
     kinds = set(args.kinds.split(",")) if args.kinds else None
+    worlds = WorldTracker(args.mode, machine.cpu.ring)
     for _ in range(max(args.steps, 0)):
         if machine.halted:
             break
         for event in machine.step().events:
+            world = worlds.world_of(event)
             if kinds is not None and event.kind not in kinds:
                 continue
             if args.json:
-                out.write(json.dumps(event.to_dict()) + "\n")
+                record = event.to_dict()
+                record["world"] = world
+                out.write(json.dumps(record) + "\n")
             else:
-                out.write(f"{event.step:>7}  {event.describe()}\n")
-    final = summary(machine)
+                out.write(f"{event.step:>7}  {world:<12} {event.describe()}\n")
+    final = summary(machine, args.mode)
     if args.json:
         out.write(json.dumps(final) + "\n")
     else:
