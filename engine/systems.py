@@ -76,7 +76,8 @@ class GuestView:
                           min(len(self.console), len(other.console)))
             return f"console output differs at character {common}"
         if self.stopped != other.stopped or self.exit_code != other.exit_code:
-            return f"stop state differs (stopped {self.stopped}/{other.stopped}, exit {self.exit_code}/{other.exit_code})"
+            return (f"stop state differs (stopped {self.stopped}/{other.stopped}, "
+                    f"exit {self.exit_code}/{other.exit_code})")
         names = [f"r{i}" for i in range(8)] + ["sp"]
         for name, mine, theirs in zip(names, self.registers, other.registers, strict=True):
             if mine != theirs:
