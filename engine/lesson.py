@@ -26,7 +26,8 @@ ACTIONS = ("none", "reset", "step", "run", "run_until", "goto_label", "breakpoin
 QUESTION_KINDS = ("choice", "number", "address")
 GENERATORS = ("va-index", "va-offset", "va-vpn")
 REGISTERS = ("r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "sp", "pc", "flags", "ring",
-             "cr0", "cr2", "cr3", "ksp", "idtr", "steps")
+             "cr0", "cr2", "cr3", "ksp", "idtr", "steps", "guest_ring", "guest_if")
+MODES = ("native", "trap", "bt", "pv", "hw")
 DEFAULT_MAX_STEPS = 200_000
 _EVENT_FIELDS = {t.kind: {f for f in t.__dataclass_fields__ if f != "step"} for t in EVENT_TYPES}
 _CONDITION = re.compile(r"^\s*(\w+)\s*(==|!=|<=|>=|<|>)\s*(\S+)\s*$")
@@ -108,6 +109,8 @@ class MachineSetup:
     program: str | None = None
     source: str | None = None
     config: MachineConfig = field(default_factory=MachineConfig)
+    mode: str = "native"
+    """native, or a VMM mode: trap, bt, pv, hw."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,8 @@ def _string_list(reader: _Reader, name: str) -> list[str]:
 def _machine_setup(reader: _Reader) -> MachineSetup:
     config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "timer_interval",
                      "seed", "console_input")
-    reader.check_known(("kernel", "programs", "program", "source", *config_fields))
+    reader.check_known(("kernel", "programs", "program", "source", "mode", *config_fields))
+    mode = reader.choice("mode", MODES, "native")
     kernel = reader.get("kernel", bool, False)
     programs = tuple(_string_list(reader, "programs"))
     program = reader.get("program", str)
@@ -266,7 +270,7 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     except ConfigError as error:
         name = str(error).split(" ", 1)[0]
         raise reader.error(name if name in config_fields else "machine", str(error)) from None
-    return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config)
+    return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config, mode)
 
 
 def _step(reader: _Reader, machine: MachineSetup) -> LessonStep:
@@ -389,7 +393,7 @@ class Outcome:
     reached: bool = True
 
 
-def resolve_question(question: Question, machine: Machine, *, seed: int, step_number: int) -> ResolvedQuestion:
+def resolve_question(question: Question, machine: Any, *, seed: int, step_number: int) -> ResolvedQuestion:
     """Fill in a generated question (OSTEP-style: same seed, same problem) and compute its answer."""
     if question.generate is None:
         assert question.answer is not None
@@ -410,14 +414,18 @@ def resolve_question(question: Question, machine: Machine, *, seed: int, step_nu
     return ResolvedQuestion(prompt, question.kind, (), answer, explanation)
 
 
-def read_register(machine: Machine, name: str) -> int:
+def read_register(machine: Any, name: str) -> int:
     """Value of a register name from REGISTERS on `machine`."""
     cpu = machine.cpu
     if name.startswith("r") and name[1:].isdigit():
         return cpu.regs[int(name[1:])]
+    vcpu = getattr(getattr(machine, "current", None), "vcpu", None)  # the guest's view under a software VMM
+    virtual = vcpu is not None and getattr(machine, "mode", "hw") != "hw"
     special: dict[str, Callable[[], int]] = {
         "sp": lambda: cpu.regs[8], "pc": lambda: cpu.pc, "flags": lambda: cpu.flags, "ring": lambda: cpu.ring,
-        "steps": lambda: cpu.steps}
+        "steps": lambda: cpu.steps,
+        "guest_ring": lambda: vcpu.ring if virtual else cpu.ring,
+        "guest_if": lambda: int(vcpu.vif) if virtual else int(bool(cpu.flags & 0x200))}
     if name in special:
         return special[name]()
     return cpu.control_registers[name]
@@ -441,7 +449,7 @@ def resolve_value(text: str | int, programs: tuple[Program, ...]) -> int:
     raise KeyError(f"no label '{text}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
 
 
-def condition_holds(machine: Machine, text: str) -> bool:
+def condition_holds(machine: Any, text: str) -> bool:
     """Evaluate 'REGISTER OP VALUE' (VALUE: number or label) on the machine."""
     match = _CONDITION.match(text)
     if match is None:
@@ -466,7 +474,7 @@ def event_matches(event: Event, kind: str, where: dict[str, Any], programs: tupl
     return True
 
 
-def check_expectations(step: LessonStep, machine: Machine, outcome: Outcome) -> list[str]:
+def check_expectations(step: LessonStep, machine: Any, outcome: Outcome) -> list[str]:
     """Human-readable failures of a step's expectations (empty when all hold)."""
     failures = []
     for index, expectation in enumerate(step.expect):
@@ -480,7 +488,7 @@ def check_expectations(step: LessonStep, machine: Machine, outcome: Outcome) -> 
     return failures
 
 
-def _check_one(expectation: Expectation, machine: Machine, outcome: Outcome) -> str | None:
+def _check_one(expectation: Expectation, machine: Any, outcome: Outcome) -> str | None:
     if expectation.event is not None:
         matching = [e for e in outcome.events
                     if event_matches(e, expectation.event, expectation.where, machine.programs)]

@@ -18,14 +18,14 @@ from engine.lesson import (
     resolve_question,
     resolve_value,
 )
-from engine.machine import Machine
 from engine.program import Program
-from engine.programs import bare_machine, boot_kernel_machine, sample_names
+from engine.programs import assemble_shipped, sample_names
+from engine.systems import System, build_system
 from engine.timetravel import TimeMachine
 
 
-def build_lesson_machine(lesson: Lesson) -> Machine:
-    """The machine a lesson describes, at step 0. Program paths are relative to the lesson file."""
+def build_lesson_machine(lesson: Lesson) -> System:
+    """The machine (or VMM host) a lesson describes, at step 0. Program paths are relative to the lesson file."""
     from engine.asm import assemble, assemble_file
 
     setup = lesson.machine
@@ -37,16 +37,15 @@ def build_lesson_machine(lesson: Lesson) -> Machine:
         return assemble_file(base / name)
 
     if setup.kernel:
-        return boot_kernel_machine([program(name) for name in setup.programs], setup.config)
+        return build_system(setup.mode, user_programs=[program(name) for name in setup.programs],
+                            config=setup.config)
     if setup.source is not None:
-        return bare_machine(assemble(setup.source, f"{lesson.path.name}[machine.source]"), setup.config)
-    assert setup.program is not None
-    chosen = program(setup.program)
-    if isinstance(chosen, str):
-        from engine.programs import assemble_shipped
-
-        chosen = assemble_shipped(chosen)
-    return bare_machine(chosen, setup.config)
+        bare = assemble(setup.source, f"{lesson.path.name}[machine.source]")
+    else:
+        assert setup.program is not None
+        chosen = program(setup.program)
+        bare = assemble_shipped(chosen) if isinstance(chosen, str) else chosen
+    return build_system(setup.mode, bare=bare, config=setup.config)
 
 
 @dataclass(frozen=True)

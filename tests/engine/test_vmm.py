@@ -138,3 +138,13 @@ def test_deprivileged_guest_never_owns_the_real_trap_table_or_ring() -> None:
         system.run(997)
         assert system.machine.cpu.idtr == VMM_TRAP_TABLE
         assert system.machine.cpu.ring in (1, 3)
+
+
+def test_popek_goldberg_theorem_1_names_the_witnesses() -> None:
+    from engine.popek import theorem_1
+
+    classic = theorem_1("trap")
+    assert not classic.virtualizable
+    assert {m for m, _ in classic.witnesses} == {"pushf", "popf", "smsw", "sidt"}
+    assert not set(m for m, _ in classic.witnesses) <= set(classic.privileged)
+    assert theorem_1("hw").virtualizable
