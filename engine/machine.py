@@ -28,6 +28,8 @@ from engine.program import Program
 KERNEL_BASE = 0x1000
 BOOT_INFO_ADDRESS = 0x500
 BOOT_INFO_MAGIC = 0x49424D56  # "VMBI"
+BOOT_INFO_HEADER = 16  # magic, memory size, module count, page levels
+BOOT_MODULE_RECORD = 28  # physical start, length, entry point, 16-byte name
 MODULE_BASE = 0x40000
 MODULE_STRIDE = 0x10000
 MODULE_NAME_BYTES = 16
@@ -152,15 +154,22 @@ class Machine:
         self.programs = (kernel, *modules)
 
     def load_kernel_image(self, kernel: Program, modules: Sequence[Program], *, base: int, memory_size: int) -> int:
-        """Write kernel, modules and boot info into (guest-)physical memory starting at `base`; returns the entry."""
-        if kernel.origin < BOOT_INFO_ADDRESS + 12 + 24 * 16:
-            raise ConfigError(f"kernel origin {kernel.origin:#x} overlaps the boot-info block")
+        """Write kernel, modules and boot info into (guest-)physical memory starting at `base`; returns the entry.
+
+        The boot-info block (docs/isa.md, "Boot") holds the magic, the memory size, the module count
+        and the page-table levels the MMU walks, then per module its physical start, length, entry
+        point (a user virtual address) and 16-byte NUL-padded name.
+        """
+        info_end = BOOT_INFO_ADDRESS + BOOT_INFO_HEADER + BOOT_MODULE_RECORD * len(modules)
+        if kernel.origin < info_end:
+            raise ConfigError(f"kernel origin {kernel.origin:#x} overlaps the boot-info block "
+                              f"({BOOT_INFO_ADDRESS:#x}-{info_end:#x} for {len(modules)} modules)")
         if kernel.end > MODULE_BASE:
             raise ConfigError(f"kernel image ends at {kernel.end:#x}, past the module area at {MODULE_BASE:#x}")
         if MODULE_BASE + MODULE_STRIDE * len(modules) > memory_size:
             raise ConfigError(f"{len(modules)} modules do not fit in {memory_size:#x} bytes of memory")
         self.write_memory(base + kernel.origin, kernel.image)
-        info = [BOOT_INFO_MAGIC, memory_size, len(modules)]
+        info = [BOOT_INFO_MAGIC, memory_size, len(modules), self.config.page_levels]
         blob = b"".join(word.to_bytes(4, "little") for word in info)
         for index, module in enumerate(modules):
             start = MODULE_BASE + MODULE_STRIDE * index
@@ -168,7 +177,8 @@ class Machine:
                 raise ConfigError(f"module {module.name} is {len(module.image)} bytes; the limit is {MODULE_STRIDE}")
             self.write_memory(base + start, module.image)
             name = module.name.rsplit("/", 1)[-1].removesuffix(".s").encode()[:MODULE_NAME_BYTES - 1]
-            blob += start.to_bytes(4, "little") + len(module.image).to_bytes(4, "little")
+            for word in (start, len(module.image), module.entry & WORD_MASK):
+                blob += word.to_bytes(4, "little")
             blob += name.ljust(MODULE_NAME_BYTES, b"\0")
         self.write_memory(base + BOOT_INFO_ADDRESS, blob)
         return kernel.entry

@@ -15,15 +15,16 @@
 ;   after them  free frames, up to the end of memory (at most 4 MiB: the kernel maps no more)
 ;   Every free frame sits on one linked list (free_list); the link is the frame's first word.
 ;
-; VIRTUAL MEMORY (the same layout in every process's address space, 2-level paging)
+; VIRTUAL MEMORY (the same layout in every process's address space; 2, 3 or 4 page-table levels,
+; as the boot-info block says the MMU walks)
 ;   0x00000000 - 0x003fffff  the kernel: identity-mapped, supervisor only (U=0), page 0 not mapped.
-;                            One shared page table, pointed to by entry 0 of every page directory.
+;                            The kernel's own page tables, shared by every address space.
 ;   0x00400000 - ...         user code and data, copied from the module (user, writable)
 ;   0x00600000 - brk         user heap: grows with sbrk, pages arrive on first touch (demand-zero)
 ;                            up to 0x00700000
 ;   0x007f0000 - 0x007fffff  user stack: sp starts at 0x00800000; the top page is mapped at load,
 ;                            the rest (64 KiB in all) arrives on first touch like the heap
-;   All user addresses live in page-directory slot 1, so a process needs one user page table.
+;   A process has its own tables only where its mappings differ from the kernel's (new_address_space).
 ;
 ; SYSTEM CALLS  (syscall; r0 = number, arguments r1, r2, r3; result in r0, -1 on error)
 ;   1 write(buf, len)   print len bytes from user memory; returns len
@@ -45,25 +46,28 @@ BOOT_INFO        = 0x500          ; the loader's boot-info block
 BOOT_MAGIC       = 0x49424d56     ; "VMBI"
 BI_MEMORY        = 4              ;   offsets in the block: memory size,
 BI_COUNT         = 8              ;   module count,
-BI_MODULES       = 12             ;   then one 24-byte record per module:
+BI_LEVELS        = 12             ;   page-table levels the MMU walks (1-4),
+BI_MODULES       = 16             ;   then one 28-byte record per module:
 MOD_START        = 0              ;     physical start,
 MOD_LENGTH       = 4              ;     length in bytes,
-MOD_NAME         = 8              ;     16-byte NUL-padded name
-MOD_RECORD       = 24
+MOD_ENTRY        = 8              ;     entry point (a user virtual address),
+MOD_NAME         = 12             ;     16-byte NUL-padded name
+MOD_RECORD       = 28
 MODULE_BASE      = 0x40000        ; where the loader put module 0
 MODULE_STRIDE    = 0x10000        ; and how far apart the modules are
 
 PAGE_SIZE        = 4096
+PAGE_SHIFT       = 12             ; the low 12 bits of an address are the offset in its page
 FRAME_MASK       = 0xfffff000     ; bits 12-31 of a page-table entry: the frame
 PTE_P            = 0x1            ; present
 PTE_W            = 0x2            ; writable
 PTE_U            = 0x4            ; user may access
 KERNEL_PTE       = PTE_P | PTE_W  ; kernel pages: supervisor only
 USER_PTE         = PTE_P | PTE_W | PTE_U
-MAPPED_LIMIT     = 0x400000       ; the kernel identity-maps at most 4 MiB (one page table)
+MAPPED_LIMIT     = 0x400000       ; the kernel identity-maps at most 4 MiB
 CR0_PG           = 0x1            ; cr0 bit 0 turns paging on
 
-USER_BASE        = 0x00400000     ; user programs are assembled at this address
+USER_BASE        = 0x00400000     ; user programs are assembled at (and copied to) this address
 USER_END         = 0x00800000     ; end of the user part of the address space
 HEAP_BASE        = 0x00600000
 HEAP_LIMIT       = 0x00700000
@@ -76,6 +80,7 @@ PORT_CONSOLE     = 0x10
 PORT_CONSOLE_ST  = 0x11
 PORT_TIMER       = 0x20
 PORT_POWER       = 0xf4
+EXIT_UNSUPPORTED = 2              ; power-off code when the machine is configured in a way we cannot run
 TIMER_INTERVAL   = 200            ; preempt the running process every 200 instructions
 
 VEC_PAGE_FAULT   = 14
@@ -97,7 +102,7 @@ TF_SIZE          = 52
 ; One process-table entry (a "process control block").
 P_STATE          = 0              ; FREE, RUNNABLE, ZOMBIE (finished, memory not yet freed) or DEAD
 P_PID            = 4
-P_CR3            = 8              ; page directory address | pid (the address-space id)
+P_CR3            = 8              ; root table address | pid (the address-space id)
 P_KSTACK         = 12             ; top of its kernel stack (loaded into ksp)
 P_BRK            = 16             ; end of its heap
 P_NAME           = 20             ; 16 bytes, from the boot-info block
@@ -126,6 +131,15 @@ _start:
         mov r0, MAPPED_LIMIT              ; frames past 4 MiB would be out of the kernel's reach
 boot_memory_ok:
         st [memory_top], r0
+        ld r0, [BOOT_INFO + BI_LEVELS]    ; how many page-table levels the MMU walks: pick the
+        st [page_levels], r0              ; matching row of walk_rows (0 = a setting we cannot run)
+        cmp r0, 5
+        jae boot_bad_levels
+        shl r0, 2
+        ld r0, [r0 + walk_rows]
+        cmp r0, 0
+        jz boot_bad_levels
+        st [walk_row], r0
         ld r0, [BOOT_INFO + BI_COUNT]
         st [module_count], r0
         cmp r0, MAX_PROCS + 1
@@ -153,7 +167,7 @@ boot_count_ok:
 boot_all_modules:
 
         call init_frames                  ; every unused frame onto the free list
-        call build_kernel_space           ; kernel page table + the kernel's own page directory
+        call build_kernel_space           ; the kernel's own address space, shared by all
 
         mov r4, 0                         ; one process per module
 boot_next_module:
@@ -177,6 +191,16 @@ boot_modules_done:
 boot_bad_info:
         mov r1, msg_bad_boot_info
         jmp panic
+
+boot_bad_levels:                          ; "[kernel] cannot run with page_levels 1: ..."
+        mov r1, msg_bad_levels
+        call print_str
+        ld r1, [page_levels]
+        call print_dec
+        mov r1, msg_bad_levels_why
+        call print_str
+        mov r0, EXIT_UNSUPPORTED
+        out PORT_POWER, r0
 
 ; ============================================================================ physical frames
 ; init_frames: put every frame that nobody uses on the free list: the ones between the last module
@@ -245,62 +269,153 @@ free_frame:
         ret
 
 ; ============================================================================ page tables
-; build_kernel_space: one page table that maps the kernel's 4 MiB onto itself (virtual address =
-; physical address), supervisor only; every page directory's entry 0 will point at it.
+; The MMU splits a virtual address into page_levels table indexes and a 12-bit offset (see
+; walk_rows in the data section): a 2-level walk uses va bits 22-31 in the root table and bits
+; 12-21 in the page table, like 32-bit x86. Every table is one page-aligned frame (the smaller
+; tables of 3 and 4 levels leave the rest of their frame unused). An entry is frame | flags; a
+; non-leaf entry points at the next table down.
+
+; build_kernel_space: the kernel's own address space (kernel_cr3): its 4 MiB mapped onto itself
+; (virtual address = physical address), supervisor only. Every process's address space shares
+; these tables (new_address_space).
 build_kernel_space:
-        call alloc_frame
-        st [kernel_page_table], r0
-        lea r2, [r0 + 4]                  ; r2 = the entry for page 1 (page 0 stays unmapped:
-        mov r1, PAGE_SIZE                 ; a NULL pointer faults); r1 = that page's address
-        ld r3, [memory_top]
-build_kernel_space_map:
-        mov r0, r1
-        or r0, KERNEL_PTE
-        st [r2], r0                       ; entry = frame | P | W (no U: user code cannot touch it)
-        add r2, 4
-        add r1, PAGE_SIZE
-        cmp r1, r3
-        jb build_kernel_space_map
-        call alloc_frame                  ; the kernel's own page directory: only the kernel
+        push r4
+        call alloc_frame                  ; the root table
         st [kernel_cr3], r0
-        ld r1, [kernel_page_table]
-        or r1, KERNEL_PTE
-        st [r0], r1
+        mov r4, PAGE_SIZE                 ; page 0 stays unmapped: a NULL pointer faults
+build_kernel_space_map:
+        ld r1, [kernel_cr3]               ; map_page(root, page, page | P | W): no U, so user
+        mov r2, r4                        ; code cannot touch it
+        mov r3, r4
+        or r3, KERNEL_PTE
+        call map_page
+        cmp r0, 0
+        jz out_of_memory
+        add r4, PAGE_SIZE
+        ld r0, [memory_top]
+        cmp r4, r0
+        jb build_kernel_space_map
+        pop r4
         ret
 
-; map_page(r1 = page directory, r2 = virtual address, r3 = frame | flags) -> r0 = 1, or 0 if no
-; frame was left for a new page table. Two levels: directory index = va bits 22-31, table index =
-; va bits 12-21.
+; set_pte(r1 = address of a page-table entry, r2 = new value): every write of a page-table entry
+; goes through here (Linux has the same hook, for the same reason: a hypervisor may want to see it).
+set_pte:
+        st [r1], r2
+        ret
+
+; map_page(r1 = root table, r2 = virtual address, r3 = frame | flags) -> r0 = 1, or 0 if no frame
+; was left for a page table. Walks the tables as the MMU will, one level per row of walk_row,
+; creating missing tables on the way; a new table's entry is P W, plus U if the page is the user's
+; (the MMU ANDs W and U down the walk, so the leaf entry decides).
 map_page:
         push r4
-        mov r4, r2
-        shr r4, 22
-        shl r4, 2
-        add r4, r1                        ; r4 = address of the directory entry
-        ld r0, [r4]
+        push r5
+        push r6
+        mov r4, r1                        ; r4 = the table at this level, the root first
+        ld r5, [walk_row]                 ; r5 = this level's (shift, index mask)
+map_page_level:
+        ld r0, [r5]                       ; r6 = the entry for va in this table:
+        mov r6, r2                        ;      table + ((va >> shift) & mask) * 4
+        shr r6, r0
+        ld r0, [r5 + 4]
+        and r6, r0
+        shl r6, 2
+        add r6, r4
+        ld r0, [r5]
+        cmp r0, PAGE_SHIFT
+        jz map_page_leaf                  ; the last level: r6 is the page-table entry itself
+        ld r0, [r6]
         test r0, PTE_P
-        jnz map_page_have_table
-        push r2                           ; no page table here yet: allocate one
+        jnz map_page_down
+        push r2                           ; no table below this entry yet: allocate one
         push r3
         call alloc_frame
         pop r3
         pop r2
         cmp r0, 0
         jz map_page_done                  ; out of memory: r0 = 0
-        or r0, USER_PTE                   ; W and U are ANDed down the walk: the leaf decides
-        st [r4], r0
-map_page_have_table:
+        mov r4, r0                        ; r4 = the new table, one level down
+        push r2
+        mov r2, r3                        ; its entry: the table | P | W, and U if the leaf has it
+        and r2, PTE_U
+        or r2, KERNEL_PTE
+        or r2, r4
+        mov r1, r6
+        call set_pte
+        pop r2
+        add r5, 8
+        jmp map_page_level
+map_page_down:
         and r0, FRAME_MASK
-        shr r2, 10                        ; (va >> 12) * 4 ...
-        and r2, 0xffc                     ; ... masked to the table's 1024 entries
-        add r0, r2
-        st [r0], r3                       ; the page-table entry
+        mov r4, r0                        ; the next table down
+        add r5, 8
+        jmp map_page_level
+map_page_leaf:
+        mov r1, r6                        ; the page-table entry
+        mov r2, r3
+        call set_pte
         mov r0, 1
 map_page_done:
+        pop r6
+        pop r5
         pop r4
         ret
 
-; map_zero_page(r1 = page directory, r2 = virtual address) -> r0 = 1, or 0 if memory ran out:
+; new_address_space() -> r0 = the root table of a fresh address space that maps the kernel exactly
+; as kernel_cr3 does. It shares the kernel's tables from the first level whose entries cover at most
+; 4 MiB (an entry covers 1 << shift bytes): it copies the kernel's entries for the first 4 MiB there,
+; and above that level it gets tables of its own (user memory hangs below the same entries):
+;   2 levels: root entry 0 = the kernel's page table
+;   3 levels: its own root and level-1 table; level-1 entries 0-15 = the kernel's 16 page tables
+;   4 levels: its own root and level-1 table; level-1 entry 0 = the kernel's level-2 table
+; Copied entries have no U bit: reap_zombies never frees what they point at.
+new_address_space:
+        push r4
+        push r5
+        push r6
+        call alloc_frame
+        cmp r0, 0
+        jz out_of_memory
+        push r0                           ; [sp] = the new root: the result
+        mov r4, r0                        ; r4 = the new address space's table at this level
+        ld r5, [kernel_cr3]               ; r5 = the kernel's table at this level
+        ld r6, [walk_row]                 ; r6 = this level's (shift, index mask)
+new_address_space_level:
+        ld r0, [r6]
+        cmp r0, 23                        ; does an entry here cover at most 4 MiB (shift <= 22)?
+        jb new_address_space_share
+        call alloc_frame                  ; no: a table of its own one level down, under entry 0
+        cmp r0, 0
+        jz out_of_memory
+        push r0
+        mov r1, r4
+        mov r2, r0
+        or r2, USER_PTE
+        call set_pte
+        pop r4
+        ld r5, [r5]                       ; and the kernel's table one level down
+        and r5, FRAME_MASK
+        add r6, 8
+        jmp new_address_space_level
+new_address_space_share:
+        mov r3, MAPPED_LIMIT              ; r3 = how many entries map the kernel's 4 MiB
+        shr r3, r0
+new_address_space_copy:
+        mov r1, r4
+        ld r2, [r5]
+        call set_pte
+        add r4, 4
+        add r5, 4
+        sub r3, 1
+        jnz new_address_space_copy
+        pop r0
+        pop r6
+        pop r5
+        pop r4
+        ret
+
+; map_zero_page(r1 = root table, r2 = virtual address) -> r0 = 1, or 0 if memory ran out:
 ; a fresh zero-filled frame, mapped user-writable at the page holding r2.
 map_zero_page:
         push r1
@@ -344,15 +459,10 @@ create_process:
         mov r3, 16
         call copy_words
 
-        call alloc_frame                  ; the page directory ...
-        cmp r0, 0
-        jz out_of_memory
-        mov r6, r0                        ; r6 = page directory
-        ld r1, [kernel_page_table]        ; ... whose entry 0 is the kernel (supervisor only)
-        or r1, KERNEL_PTE
-        st [r6], r1
+        call new_address_space            ; its address space: the kernel (supervisor only) ...
+        mov r6, r0                        ; r6 = its root table
         ld r1, [r4 + P_PID]
-        or r0, r1                         ; cr3 = directory | pid: the pid is the address-space id
+        or r0, r1                         ; cr3 = root | pid: the pid is the address-space id
         st [r4 + P_CR3], r0
 
         ; Code and data: copy the module page by page into fresh frames at USER_BASE.
@@ -377,7 +487,7 @@ create_process_copy:
         mov r3, PAGE_SIZE
 create_process_short:
         call copy_words
-        pop r3                            ; map_page(directory, USER_BASE + copied,
+        pop r3                            ; map_page(root, USER_BASE + copied,
         or r3, USER_PTE                   ;          frame | P | W | U)
         mov r1, r6
         ld r2, [sp]
@@ -403,11 +513,12 @@ create_process_copied:
         jz out_of_memory
         add r0, PAGE_SIZE
         st [r4 + P_KSTACK], r0
-        ; A trap frame that "returns" to the first user instruction: registers all zero (the frame
-        ; is fresh), pc = USER_BASE, flags = IF | ring 3, sp = top of the user stack. The
-        ; scheduler starts the process exactly as it resumes a preempted one: pop and iret.
+        ; A trap frame that "returns" to the program's entry point: registers all zero (the frame
+        ; is fresh), pc = the entry from the boot-info record, flags = IF | ring 3, sp = top of the
+        ; user stack. The scheduler starts the process exactly as it resumes a preempted one: pop
+        ; and iret.
         sub r0, TF_SIZE
-        mov r1, USER_BASE
+        ld r1, [r5 + MOD_ENTRY]
         st [r0 + TF_PC], r1
         mov r1, USER_FLAGS
         st [r0 + TF_FLAGS], r1
@@ -486,13 +597,11 @@ kill_current_end:
         st [killed_count], r0
         jmp end_current_process
 
-; reap_zombies: free the memory of every finished process (frames of its address space, its page
-; tables, its directory and its kernel stack). Runs on the scheduler stack, in the kernel's own
-; address space, so nothing being freed is in use.
+; reap_zombies: free the memory of every finished process (the pages and page tables of its
+; address space, and its kernel stack). Runs on the scheduler stack, in the kernel's own address
+; space, so nothing being freed is in use.
 reap_zombies:
         push r4
-        push r5
-        push r6
         ld r0, [kernel_cr3]
         movcr cr3, r0
         mov r4, process_table
@@ -500,33 +609,9 @@ reap_zombies_next:
         ld r0, [r4 + P_STATE]
         cmp r0, ZOMBIE
         jnz reap_zombies_skip
-        ld r5, [r4 + P_CR3]
-        and r5, FRAME_MASK                ; r5 = its page directory
-        lea r6, [r5 + 4]                  ; directory entries 1..1023 (entry 0 is the kernel's)
-reap_zombies_table:
-        ld r3, [r6]
-        test r3, PTE_P
-        jz reap_zombies_no_table
-        and r3, FRAME_MASK                ; r3 = a page table: free every page it maps ...
-        push r3
-reap_zombies_page:
-        ld r1, [r3]
-        test r1, PTE_P
-        jz reap_zombies_no_page
-        call free_frame                   ; (free_frame leaves r3 alone)
-reap_zombies_no_page:
-        add r3, 4
-        test r3, 0xfff
-        jnz reap_zombies_page             ; until r3 reaches the end of the table's page
-        pop r1                            ; ... then the table itself
-        call free_frame
-reap_zombies_no_table:
-        add r6, 4
-        lea r0, [r5 + PAGE_SIZE]
-        cmp r6, r0
-        jb reap_zombies_table
-        mov r1, r5
-        call free_frame
+        ld r1, [r4 + P_CR3]               ; its address space, from the root table down
+        ld r2, [walk_row]
+        call free_tables
         ld r1, [r4 + P_KSTACK]
         sub r1, PAGE_SIZE
         call free_frame
@@ -538,6 +623,45 @@ reap_zombies_skip:
         jb reap_zombies_next
         mov r0, 0
         st [zombie_count], r0
+        pop r4
+        ret
+
+; free_tables(r1 = a table, r2 = its level's row in walk_row): free everything a process owns below
+; the table, then the table itself. What it owns has the U bit: its pages, and the tables of its own
+; that lead to them (freed recursively, one level down). Entries without U are the kernel's shared
+; tables (new_address_space): left alone.
+free_tables:
+        push r4
+        push r5
+        push r6
+        and r1, FRAME_MASK
+        push r1                           ; [sp] = the table, freed last
+        mov r4, r1                        ; r4 = the entry
+        mov r5, r2                        ; r5 = the level's (shift, index mask)
+        ld r6, [r5 + 4]                   ; r6 = the end of the table: table + (mask + 1) * 4
+        add r6, 1
+        shl r6, 2
+        add r6, r4
+free_tables_entry:
+        ld r1, [r4]
+        mov r0, r1
+        and r0, PTE_P | PTE_U
+        cmp r0, PTE_P | PTE_U
+        jnz free_tables_next              ; nothing there, or the kernel's
+        ld r0, [r5]
+        cmp r0, PAGE_SHIFT
+        jz free_tables_page
+        lea r2, [r5 + 8]                  ; a table of the process's own, one level down
+        call free_tables
+        jmp free_tables_next
+free_tables_page:
+        call free_frame                   ; a page of the process's
+free_tables_next:
+        add r4, 4
+        cmp r4, r6
+        jb free_tables_entry
+        pop r1
+        call free_frame
         pop r6
         pop r5
         pop r4
@@ -766,7 +890,7 @@ page_fault_in_kernel:
         st [fault_fixup], r0
         ret
 page_fault_demand_zero:
-        ld r0, [r2 + P_CR3]               ; map_zero_page(its directory, the faulting address)
+        ld r0, [r2 + P_CR3]               ; map_zero_page(its root table, the faulting address)
         mov r2, r1
         mov r1, r0
         and r1, FRAME_MASK
@@ -1000,8 +1124,19 @@ memory_top:         .word 0               ; end of the physical memory the kerne
 free_list:          .word 0               ; first free frame (each links to the next)
 free_frames:        .word 0               ; how many frames are on the free list
 boot_free_frames:   .word 0               ; ... and how many there were after boot
-kernel_page_table:  .word 0               ; maps the kernel's 4 MiB, shared by every process
-kernel_cr3:         .word 0               ; the kernel's own page directory (no user part)
+kernel_cr3:         .word 0               ; the kernel's own root table (no user part)
+page_levels:        .word 0               ; page-table levels the MMU walks, from the boot-info block
+walk_row:           .word 0               ; the row of walk_rows for page_levels
+
+; How the MMU splits a virtual address (engine/mmu.py split_levels): the 20-bit page number is cut
+; into page_levels indexes, as evenly as possible, upper levels wider. Per level, root first: the
+; shift and mask that give the index, (va >> shift) & mask. The last level's shift is PAGE_SHIFT.
+walk_2:             .word 22, 0x3ff,  12, 0x3ff                        ; 10 + 10 bits (x86)
+walk_3:             .word 25, 0x7f,   18, 0x7f,   12, 0x3f             ; 7 + 7 + 6 bits
+walk_4:             .word 27, 0x1f,   22, 0x1f,   17, 0x1f,  12, 0x1f  ; 5 + 5 + 5 + 5 bits
+; By page_levels. One level would need a linear table of 2^20 entries (4 MiB) per address space,
+; more than the 4 MiB the kernel maps: 0, not supported.
+walk_rows:          .word 0, 0, walk_2, walk_3, walk_4
 
 msg_banner:         .asciz "[kernel] booting: memory "
 msg_banner_modules: .asciz " KiB, modules "
@@ -1026,6 +1161,8 @@ msg_exited_comma:   .asciz " exited, "
 msg_killed_end:     .asciz " killed); powering off\n"
 msg_panic:          .asciz "[kernel] panic: "
 msg_bad_boot_info:  .asciz "no boot-info block at 0x500"
+msg_bad_levels:     .asciz "[kernel] cannot run with page_levels "
+msg_bad_levels_why: .asciz ": only 2, 3 and 4 are supported (one level needs a 4 MiB table per address space, more than the kernel maps); powering off\n"
 msg_kernel_trap:    .asciz "[kernel] panic: trap "
 msg_in_kernel_at:   .asciz " in the kernel at "
 

@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from engine.asm import assemble
 from engine.events import ControlRegisterWrite, Event, TlbFlush, TrapReturn, TrapTaken
 from engine.isa import PF_USER, PF_WRITE, Vector
-from engine.machine import Machine, MachineConfig
+from engine.machine import (
+    BOOT_INFO_ADDRESS,
+    BOOT_INFO_MAGIC,
+    MODULE_BASE,
+    MODULE_STRIDE,
+    ConfigError,
+    Machine,
+    MachineConfig,
+)
 from engine.program import Program
 from engine.programs import assemble_shipped, boot_kernel_machine
 
 BUDGET = 2_000_000  # steps; every scenario here halts long before
 USER_BASE = 0x0040_0000
 HEAP_BASE = 0x0060_0000
-KERNEL_FRAMES = 2  # the kernel page table and the kernel's own page directory
+# Frames the kernel's own address space takes at 1 MiB, by page_levels: the root table, tables on the
+# way down, and the tables that map the kernel's 256 pages (2 levels: one table of 1024 entries;
+# 3 levels: 4 tables of 64 entries under one level-1 table; 4 levels: 8 tables of 32 entries below
+# one level-1 and one level-2 table).
+KERNEL_FRAMES = {2: 2, 3: 6, 4: 11}
 
 HELLO_COUNT_OUTPUT = """\
 [kernel] booting: memory 1024 KiB, modules 2
@@ -104,11 +117,12 @@ def test_hello_and_count_exact_output_and_clean_power_off() -> None:
     assert machine.cpu.ring == 0
 
 
-def test_every_frame_comes_back_after_all_processes_exit() -> None:
-    machine = boot("hello", "count", "pagefault", "privileged")
+@pytest.mark.parametrize("levels", [2, 3, 4])
+def test_every_frame_comes_back_after_all_processes_exit(levels: int) -> None:
+    machine = boot("hello", "count", "pagefault", "privileged", page_levels=levels)
     run_to_halt(machine)
     assert "(3 exited, 1 killed)" in machine.console_output
-    assert kernel_word(machine, "free_frames") == kernel_word(machine, "boot_free_frames") - KERNEL_FRAMES
+    assert kernel_word(machine, "free_frames") == kernel_word(machine, "boot_free_frames") - KERNEL_FRAMES[levels]
 
 
 def test_kernel_fits_below_the_module_area() -> None:
@@ -416,6 +430,98 @@ def test_deterministic_output_and_step_count() -> None:
         steps = run_to_halt(machine)
         runs.append((machine.console_output, steps, machine.cpu.cycles, bytes(machine.memory)))
     assert runs[0] == runs[1]
+
+
+# ------------------------------------------------------------------------------------ boot info v2, page levels
+def test_boot_info_block_layout() -> None:
+    hello, count = assemble_shipped("hello"), assemble_shipped("count")
+    machine = boot(hello, count, page_levels=3)
+
+    def word(offset: int) -> int:
+        return machine.read_word(BOOT_INFO_ADDRESS + offset)
+
+    assert [word(0), word(4), word(8), word(12)] == [BOOT_INFO_MAGIC, 1 << 20, 2, 3]
+    for index, program in enumerate((hello, count)):
+        record = 16 + 28 * index
+        assert [word(record), word(record + 4), word(record + 8)] == [
+            MODULE_BASE + MODULE_STRIDE * index, len(program.image), program.entry]
+        name = bytes(machine.memory[BOOT_INFO_ADDRESS + record + 12:BOOT_INFO_ADDRESS + record + 28])
+        assert name == Path(program.name).stem.encode().ljust(16, b"\0")
+
+
+def test_boot_info_must_not_overlap_the_kernel() -> None:
+    low_kernel = assemble("        .org 0x560\n_start: hlt\n", "low.s")
+    machine = Machine()
+    machine.load_kernel_image(low_kernel, [assemble_shipped("hello")], base=0, memory_size=1 << 20)  # ends at 0x52c
+    with pytest.raises(ConfigError, match="overlaps the boot-info block"):
+        Machine().load_kernel_image(low_kernel, [assemble_shipped("hello")] * 3, base=0, memory_size=1 << 20)
+
+
+def test_a_process_starts_at_its_entry_point() -> None:
+    program = user_program("entry", """
+message:
+        .ascii "started at the entry point\\n"
+message_end:
+        .align 8
+        .word 0xffffffff, 0xffffffff      ; not code: executing it would be an invalid opcode
+_start:
+        mov r0, SYS_WRITE
+        mov r1, message
+        mov r2, message_end - message
+        syscall
+        mov r0, SYS_EXIT
+        mov r1, 7
+        syscall
+""")
+    assert program.entry == program.symbols["_start"] != USER_BASE
+    machine = boot(program)
+    run_until_user_mode(machine)
+    assert machine.cpu.pc == program.entry
+    run_to_halt(machine)
+    assert "started at the entry point\n[kernel] pid 1 exited with code 7\n" in machine.console_output
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4])
+@pytest.mark.parametrize("memory", [1 << 20, 4 << 20])
+def test_same_output_with_two_three_and_four_page_levels(levels: int, memory: int) -> None:
+    machine = boot("hello", "count", page_levels=levels, memory_size=memory)
+    run_to_halt(machine)
+    assert machine.console_output == HELLO_COUNT_OUTPUT.replace("1024 KiB", f"{memory >> 10} KiB")
+    assert machine.exit_code == 0
+
+
+@pytest.mark.parametrize("levels", [3, 4])
+def test_faults_demand_paging_and_protection_with_more_levels(levels: int) -> None:
+    kernel_peek = user_program("peek", "        ld r0, [0x1000]\n")  # kernel memory: U=0 at every level
+    machine = boot("pagefault", kernel_peek, "privileged", page_levels=levels)
+    run_to_halt(machine)
+    out = machine.console_output
+    assert "pagefault: heap pages arrived on first touch, zero-filled\n" in out
+    assert "[kernel] pid 2 killed: page fault at 0x00400000 (address 0x00001000)\n" in out
+    assert "[kernel] pid 3 killed: privileged instruction" in out
+    assert kernel_word(machine, "demand_zero_pages") == 2
+
+
+def test_a_process_shares_the_kernels_tables_below_its_own_upper_levels() -> None:
+    machine = boot("hello", page_levels=3)
+    run_until_user_mode(machine)
+    kernel_root = kernel_word(machine, "kernel_cr3")
+    own_root = machine.cpu.cr3 & 0xFFFFF000
+    own_level1 = machine.read_word(own_root) & 0xFFFFF000
+    kernel_level1 = machine.read_word(kernel_root) & 0xFFFFF000
+    assert own_level1 != kernel_level1 and machine.read_word(own_root) & 0x7 == 0x7  # its own, user
+    for index in range(16):  # entries 0-15 map the kernel's 4 MiB: the kernel's tables, no U bit
+        assert machine.read_word(own_level1 + 4 * index) == machine.read_word(kernel_level1 + 4 * index)
+    assert machine.read_word(kernel_level1) & 0x7 == 0x3
+
+
+def test_one_page_level_is_refused_with_a_clear_message() -> None:
+    machine = boot("hello", "count", page_levels=1, memory_size=16 << 20)
+    run_to_halt(machine)
+    assert machine.console_output == (
+        "[kernel] cannot run with page_levels 1: only 2, 3 and 4 are supported (one level needs a 4 MiB "
+        "table per address space, more than the kernel maps); powering off\n")
+    assert (machine.halt_reason, machine.exit_code) == ("power off", 2)
 
 
 def test_a_module_larger_than_a_page_is_copied_page_by_page() -> None:
