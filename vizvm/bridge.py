@@ -96,7 +96,7 @@ class EngineBridge:
     def attach(self, owner: MessagePump) -> None:
         """Report to `owner` and drive the run loop from a timer on it."""
         self.owner = owner
-        self._timer = owner.set_interval(TICK, self._tick, pause=True, name="vizvm-run")
+        self._timer = owner.set_interval(TICK, self.tick, pause=True, name="vizvm-run")
 
     def _post(self, reason: str, live: bool = False) -> None:
         self.furthest = max(self.furthest, self.machine.steps)
@@ -129,6 +129,7 @@ class EngineBridge:
         if self.running:
             self.pause("paused to step")
         machine, done = self.machine, 0
+        self.last_stop = ""
         while done < count and not machine.halted:
             self._before = vm.registers(machine)
             self.recording.append(self.tm.step())
@@ -141,6 +142,7 @@ class EngineBridge:
         """Go back `count` steps (the recorded window follows)."""
         if self.running:
             self.pause("paused to step back")
+        self.last_stop = ""
         self._settle(self.machine.steps - count)
         self._post("back")
 
@@ -149,6 +151,7 @@ class EngineBridge:
         if self.running:
             self.pause("paused to jump", settle=False)
         if target <= self.tm.furthest:
+            self.last_stop = ""
             self._settle(target)
             self._post("goto")
         else:
@@ -160,25 +163,33 @@ class EngineBridge:
         if self.running:
             self.pause("reset", settle=False)
         self.tm.reset()
+        self.last_stop = ""
         self.recording.clear(self.machine.steps)
         self._before = vm.registers(self.machine)
         self._post("reset")
 
-    def _settle(self, target: int) -> None:
-        """Move to `target` (at most `furthest`) and make the recorded window end there."""
+    def _settle(self, target: int, canonical: bool = False) -> None:
+        """Move to `target` (at most `furthest`) and make the recorded window end there.
+
+        `canonical` makes the window exactly the last `window` steps (after a run, so what the panels
+        show does not depend on how the run was batched).
+        """
         tm, rec, machine = self.tm, self.recording, self.machine
         floor = tm.initial.steps
         target = max(min(target, tm.furthest), floor)
-        wanted = min(self.window // 2, target - floor)
-        if machine.steps == target and rec.hi == target and len(rec) >= wanted:
+        start = max(floor, target - self.window)
+        if canonical and machine.steps == target and rec.hi == target and rec.lo <= start:
+            rec.trim(target - start)
             return
-        if rec.lo < target <= rec.hi and target - rec.lo >= wanted:
+        wanted = min(self.window // 2, target - floor)
+        if not canonical and machine.steps == target and rec.hi == target and len(rec) >= wanted:
+            return
+        if not canonical and rec.lo < target <= rec.hi and target - rec.lo >= wanted:
             rec.truncate(target - 1)
             tm.go_to(target - 1)
             self._before = vm.registers(machine)
             rec.append(tm.step())
             return
-        start = max(floor, target - self.window)
         tm.go_to(start)
         rec.clear(start)
         self._before = vm.registers(machine)
@@ -217,7 +228,7 @@ class EngineBridge:
         was_running, self.running = self.running, False
         self.last_stop = reason
         if settle:
-            self._settle(self.machine.steps)
+            self._settle(self.machine.steps, canonical=True)
         if was_running and self.owner is not None:
             self.owner.post_message(RunStateChanged(False, reason))
         self._post("stop")
@@ -229,7 +240,8 @@ class EngineBridge:
             depth = max(depth + handler_depth_change(result), 0)
         return depth > 0
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
+        """One timer tick: run a batch within the budget, then report (called by the timer, tests, benchmark)."""
         if not self.running:
             return
         started = perf_counter()

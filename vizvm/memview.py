@@ -17,9 +17,9 @@ FRAME_OWNERS: dict[str, str] = {
     "free": "free",
     "boot": "boot info",
     "kernel": "kernel image",
-    "module": "user program image",
+    "module": "program image (boot)",
     "table": "page table",
-    "user": "mapped user page",
+    "user": "user page (mapped)",
     "trap": "trap table",
 }
 """Frame owner codes and the legend text for each."""

@@ -101,3 +101,11 @@ def demo_machine() -> Machine:
     machine = Machine(MachineConfig(memory_size=1 << 20))
     machine.load_bare(demo_program())
     return machine
+
+
+def loop_machine() -> Machine:
+    """A guest that loops forever (`jmp` to itself after one `nop`): run must never block the app."""
+    machine = Machine(MachineConfig(memory_size=1 << 16))
+    code = ins("NOP") + ins("JMP", 0, 0, KERNEL)
+    machine.load_bare(Program("loop.s", KERNEL, code, KERNEL, {"forever": KERNEL}, {KERNEL: "forever"}))
+    return machine

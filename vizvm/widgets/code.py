@@ -75,10 +75,13 @@ class CodePanel(PanelMixin, Widget, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         """Gutter click toggles a breakpoint; elsewhere moves the cursor there."""
-        row = event.y
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        row = offset.y
         if 0 <= row < len(self._rows) and self._rows[row] >= 0:
             address = self._rows[row]
-            if event.x < GUTTER:
+            if offset.x < GUTTER:
                 self.post_message(BreakpointToggled(address))
             self.cursor = address
 

@@ -15,7 +15,7 @@ from vizvm.widgets.panel import PanelMixin
 
 FLAG_ORDER = (("Z", Flag.Z), ("N", Flag.N), ("C", Flag.C), ("V", Flag.V), ("IF", Flag.IF))
 COUNTERS = (("instructions", "instr"), ("cycles", "cycles"), ("traps", "traps"), ("tlb_hits", "TLB hit"),
-            ("tlb_misses", "TLB miss"), ("walks", "walks"), ("page_faults", "#PF"),
+            ("tlb_misses", "misses"), ("walks", "walks"), ("page_faults", "#PF"),
             ("port_reads", "in"), ("port_writes", "out"))
 
 
@@ -108,6 +108,6 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
         out.append("\ncounters\n", style=s["heading"])
         items = [(label, state.counters.get(key, 0)) for key, label in COUNTERS]
         for index, (label, value) in enumerate(items):
-            out.append(f"{label:<8}" if index % 2 == 0 else f"  {label:<8}", style=s["name"])
+            out.append(f"{label:<7}" if index % 2 == 0 else f"  {label:<7}", style=s["name"])
             out.append(f"{short_number(value):>7}")
             out.append("\n" if index % 2 else "")

@@ -56,7 +56,7 @@ class EventLog(PanelMixin, ScrollView, can_focus=True):
     def watch_scroll_y(self, old: float, new: float) -> None:
         """Stop following when the user scrolls up; follow again at the bottom."""
         super().watch_scroll_y(old, new)
-        if new < old:
+        if new < old and new < self.max_scroll_y:  # the user scrolled up (not a shrinking log)
             self._follow = False
         elif new >= self.max_scroll_y:
             self._follow = True
@@ -64,7 +64,10 @@ class EventLog(PanelMixin, ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         """Go to the step of the clicked line (the state right after it)."""
         state = self.state
-        line = int(self.scroll_y) + event.y
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        line = int(self.scroll_y) + offset.y
         if state is not None and 0 <= line < len(state.events):
             self.post_message(JumpToStep(state.events[line].step + 1))
 

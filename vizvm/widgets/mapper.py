@@ -68,8 +68,8 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
             parts.append(self._translation(state, s, wide))
         tlb = self._tlb(state, s)
         frames = self._frames(state, s, per_row=32) if state.frames is not None else Text()
-        if self.content_size.width >= 73:
-            grid = Table.grid(padding=(0, 3))
+        if self.content_size.width >= 70:
+            grid = Table.grid(padding=(0, 2))
             grid.add_row(tlb, frames)
             parts.append(grid)
         else:
@@ -181,10 +181,10 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
         out = Text(no_wrap=True, overflow="crop")
         size = len(owners) * 4
         scale = f", {group} frames per cell" if group > 1 else ""
-        out.append(f"\nphysical frames (PA, 4 KiB, {size} KiB{scale})\n", style=s["heading"])
+        out.append(f"\nPA frames (4 KiB, {size} KiB{scale})\n", style=s["heading"])
         cells = [owners[i] if group == 1 else _dominant(owners[i:i + group]) for i in range(0, len(owners), group)]
         for start in range(0, len(cells), per_row):
-            out.append(f"{start * group * 4096:#08x} ", style=s["muted"])
+            out.append(f"{start * group * 4096:05x} ", style=s["muted"])
             for owner in cells[start:start + per_row]:
                 out.append(FRAME_CHARS[owner], style=s[f"frame-{owner}"])
             out.append("\n")

@@ -67,8 +67,11 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
 
     def on_click(self, event: events.Click) -> None:
         """Clicking a transition selects it and jumps there."""
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
         for first, last, index in self._columns:
-            if first <= event.x - 1 <= last:
+            if first <= offset.x - LANE_LABEL_WIDTH <= last:
                 self.selected = index
                 self.action_jump()
                 return
