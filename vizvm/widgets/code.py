@@ -91,6 +91,8 @@ class CodePanel(PanelMixin, Widget, can_focus=True):
         if state is None:
             return Text("loading…")
         styles = self.styles_for(*self.COMPONENT_CLASSES)
+        styles["pc"] = self.highlight_for("code--pc")
+        styles["cursor"] = self.highlight_for("code--cursor")
         rows: list[tuple[int, Text]] = []
         focus_row = 0
         focus = self.cursor_address

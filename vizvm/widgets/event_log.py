@@ -80,11 +80,11 @@ class EventLog(PanelMixin, ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         event = state.events[index]
         now = event.step == state.current - 1
-        base = self.rich_style + (self.get_component_rich_style("log--now") if now else Style())
-        kind_style = self.get_component_rich_style(f"log--{KIND_STYLE.get(event.kind, 'instr')}", partial=True)
-        step_style = self.get_component_rich_style("log--step", partial=True)
+        base = self.rich_style
+        overlay = Style(bgcolor=self.get_component_rich_style("log--now").bgcolor) if now else Style()
+        kind_style = self.get_component_rich_style(f"log--{KIND_STYLE.get(event.kind, 'instr')}") + overlay
+        step_style = self.get_component_rich_style("log--step") + overlay
         text = event.describe()
-        segments = [Segment(f"{'▶' if now else ' '}{event.step:>7} ", base + step_style),
-                    Segment(text, base + kind_style)]
-        strip = Strip(segments).crop_extend(0, width, base)
+        segments = [Segment(f"{'▶' if now else ' '}{event.step:>7} ", step_style), Segment(text, kind_style)]
+        strip = Strip(segments).crop_extend(0, width, base + overlay)
         return strip

@@ -27,6 +27,16 @@ class PanelMixin:
         self.border_title = self.panel_title(detail)
 
     def styles_for(self, *names: str) -> dict[str, Style]:
-        """Rich styles of this widget's component classes, by short name (``code--pc`` -> ``pc``)."""
+        """Rich styles of this widget's component classes, by short name (``code--pc`` -> ``pc``).
+
+        Full (not partial) styles, so theme colours such as ``$text-muted`` ("auto") resolve against
+        the panel's background, in light themes too.
+        """
         assert isinstance(self, Widget)
-        return {name.split("--", 1)[1]: self.get_component_rich_style(name, partial=True) for name in names}
+        return {name.split("--", 1)[1]: self.get_component_rich_style(name) for name in names}
+
+    def highlight_for(self, name: str) -> Style:
+        """Only the background and emphasis of a component class, to lay over differently coloured text."""
+        assert isinstance(self, Widget)
+        full = self.get_component_rich_style(name)
+        return Style(bgcolor=full.bgcolor, bold=full.bold, reverse=full.reverse)

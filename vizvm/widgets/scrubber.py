@@ -64,9 +64,9 @@ class Scrubber(Widget, can_focus=True):
         knob = round(current * (width - 1) / furthest) if furthest else 0
         label = f" step {current:,} / {furthest:,}"
         return Text.assemble(
-            (f"{label:<{LABEL_WIDTH}}", self.get_component_rich_style("scrubber--label", partial=True)),
-            ("━" * knob, self.get_component_rich_style("scrubber--done", partial=True)),
-            ("●", self.get_component_rich_style("scrubber--knob", partial=True)),
-            ("─" * (width - knob - 1), self.get_component_rich_style("scrubber--rest", partial=True)),
+            (f"{label:<{LABEL_WIDTH}}", self.get_component_rich_style("scrubber--label", partial=False)),
+            ("━" * knob, self.get_component_rich_style("scrubber--done", partial=False)),
+            ("●", self.get_component_rich_style("scrubber--knob", partial=False)),
+            ("─" * (width - knob - 1), self.get_component_rich_style("scrubber--rest", partial=False)),
             no_wrap=True,
         )

@@ -31,7 +31,7 @@ class StatusLine(Widget):
             return Text(" vizvm")
 
         def style(name: str) -> Style:
-            return self.get_component_rich_style(f"status--{name}", partial=True)
+            return self.get_component_rich_style(f"status--{name}", partial=False)
 
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(" vizvm ", style=style("title"))
