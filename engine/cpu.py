@@ -189,6 +189,7 @@ class CPU:
                         self._deliver(interrupts.take(), 0, 0, self.pc, self.pc)
                         tick, countdown = timer.interval, timer.countdown
                         icache = self.icache
+                        hit_increment = 1 if self.paging else 0
                         fetch_vpn = -1
                         self.attention = bool(interrupts.pending) or self.halt_reason is not None
                         continue
@@ -249,8 +250,10 @@ class CPU:
                         self.cr2 = fault.address
                     timer.countdown = countdown  # a VMM handling the fault may emulate and tick the timer
                     self._deliver(fault.vector, fault.error_code, fault.address, pc, pc)
+                    # A VMM handling the trap may have emulated anything: re-read what the loop caches.
                     tick, countdown = timer.interval, timer.countdown
                     icache = self.icache
+                    hit_increment = 1 if self.paging else 0
                 except BusError as error:
                     self.pc = pc
                     not_retired += 1

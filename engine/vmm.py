@@ -368,12 +368,17 @@ class Hypervisor:
                                VECTOR_DESCRIPTIONS.get(vector, f"vector {vector}"), from_ring, handler))
 
     def deliver_pending(self, vm: VM) -> None:
-        """After the guest re-enables interrupts, inject what arrived while they were off."""
+        """The guest re-enabled interrupts: raise what the VMM held back on the real interrupt lines.
+
+        The real CPU then delivers it at the next instruction boundary, back through the VMM into the
+        guest, exactly when real hardware would have; lines are level-triggered, so one the VMM held
+        and one raised meanwhile are the same pending interrupt.
+        """
         vcpu = vm.vcpu
         if vcpu.vif and vcpu.pending and vm.stop_reason is None:
-            vector = min(vcpu.pending)
-            vcpu.pending.discard(vector)
-            self._reflect(vm, vector, 0, 0, self.machine.cpu.pc)
+            self.machine.interrupts.pending |= vcpu.pending
+            vcpu.pending.clear()
+            self.machine.cpu.attention = True
 
     # ------------------------------------------------------------------ trap-and-emulate, BT, PV: traps
     def _on_trap(self, vector: int, error: int, address: int, fault_pc: int, return_pc: int) -> bool:
