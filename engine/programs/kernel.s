@@ -37,6 +37,14 @@
 ;   Kernel functions take arguments in r1-r3 and return a result in r0. They may change r0-r3 and
 ;   must preserve r4-r6 (push/pop them). While a trap is being handled r7 points at the trap
 ;   frame and no function changes it.
+;
+; THE PARAVIRTUAL BUILD  (assemble with defines={"PARAVIRT": 1})
+;   The same source, ported to run deprivileged under the hypervisor (docs/vmm.md): every privileged
+;   instruction is replaced by a hypercall (arguments r1-r3, result in r0, so the port saves what a
+;   hypercall would clobber), and page-table entries are written in batches through mmu_update.
+;   Each change sits in an ".ifdef PARAVIRT / .else / .endif" block next to the native code it
+;   replaces; search for PARAVIRT to see the whole port. The kernel uses no sensitive-unprivileged
+;   instruction (pushf, popf, smsw, sidt), so there is nothing else to port.
 ; =====================================================================================================
 
         .org 0x1000
@@ -115,11 +123,33 @@ DEAD             = 3
 
 SYS_MAX          = 5              ; highest system-call number
 
+.ifdef PARAVIRT
+; Hypercall numbers (docs/vmm.md): hypercall N, arguments in r1-r3, result in r0.
+HC_SET_TRAP_TABLE = 1             ; r1 = trap-table base                    (replaces lidt)
+HC_SET_CR3       = 2              ; r1 = root table | address-space id      (movcr cr3)
+HC_SET_CR0       = 3              ; r1 = cr0                                (movcr cr0)
+HC_STACK_SWITCH  = 4              ; r1 = kernel stack for traps from user   (movcr ksp)
+HC_IRET          = 5              ; pops the trap frame at sp               (iret)
+HC_IO_OUT        = 7              ; r1 = port, r2 = value                   (out)
+HC_IO_IN         = 8              ; r1 = port; r0 = the value               (in)
+HC_READ_CR2      = 10             ; r0 = the last page-fault address        (movrc cr2)
+HC_MMU_UPDATE    = 11             ; r1 = array of (entry, value) pairs, r2 = how many (page-table stores)
+HC_READ_CR3      = 13             ; r0 = the current root                   (movrc cr3)
+; (6 set_interrupts, 9 block and 12 tlb_flush replace cli/sti, hlt and invlpg/tlbflush, which this
+; kernel never executes: it runs with interrupts off, never waits and never unmaps a page.)
+PTE_BATCH        = 32             ; page-table writes queued before one mmu_update
+.endif
+
 ; ===================================================================================== boot
 _start:
         mov sp, boot_stack_top            ; a stack, before anything calls anything
+.ifdef PARAVIRT
+        mov r1, trap_table                ; tell the hypervisor where the trap handlers are
+        hypercall HC_SET_TRAP_TABLE
+.else
         mov r0, trap_table                ; tell the CPU where the trap handlers are
         lidt r0
+.endif
 
         ; The boot-info block: check it, then note how much memory there is and how many modules.
         ld r0, [BOOT_INFO]
@@ -180,12 +210,22 @@ boot_next_module:
         jmp boot_next_module
 boot_modules_done:
 
+.ifdef PARAVIRT
+        ld r1, [kernel_cr3]               ; paging on: cr3 first, then cr0.PG
+        hypercall HC_SET_CR3
+        mov r1, CR0_PG
+        hypercall HC_SET_CR0
+        mov r1, PORT_TIMER                ; the timer will take the CPU back from user code
+        mov r2, TIMER_INTERVAL
+        hypercall HC_IO_OUT
+.else
         ld r0, [kernel_cr3]               ; paging on: cr3 first, then cr0.PG
         movcr cr3, r0
         mov r0, CR0_PG
         movcr cr0, r0
         mov r0, TIMER_INTERVAL            ; the timer will take the CPU back from user code
         out PORT_TIMER, r0
+.endif
         jmp schedule                      ; pick process 1 and iret into it: boot is over
 
 boot_bad_info:
@@ -200,7 +240,11 @@ boot_bad_levels:                          ; "[kernel] cannot run with page_level
         mov r1, msg_bad_levels_why
         call print_str
         mov r0, EXIT_UNSUPPORTED
+.ifdef PARAVIRT
+        call pv_power_off
+.else
         out PORT_POWER, r0
+.endif
 
 ; ============================================================================ physical frames
 ; init_frames: put every frame that nobody uses on the free list: the ones between the last module
@@ -295,14 +339,36 @@ build_kernel_space_map:
         ld r0, [memory_top]
         cmp r4, r0
         jb build_kernel_space_map
+.ifdef PARAVIRT
+        call flush_pte_updates            ; before paging is turned on
+.endif
         pop r4
         ret
 
 ; set_pte(r1 = address of a page-table entry, r2 = new value): every write of a page-table entry
-; goes through here (Linux has the same hook, for the same reason: a hypervisor may want to see it).
+; goes through here (Linux has the same hook, for the same reason: a hypervisor wants to see it).
+; Changes r0 at most.
 set_pte:
+.ifdef PARAVIRT
+        ; Queue the write as an (entry address, value) pair; flush_pte_updates hands the queue to
+        ; the hypervisor in one mmu_update hypercall.
+        ld r0, [pte_batch_count]
+        cmp r0, PTE_BATCH
+        jb set_pte_queue
+        call flush_pte_updates            ; the queue is full
+        mov r0, 0
+set_pte_queue:
+        shl r0, 3                         ; pair n is at pte_batch + 8 * n
+        st [r0 + pte_batch], r1
+        st [r0 + pte_batch + 4], r2
+        ld r0, [pte_batch_count]
+        add r0, 1
+        st [pte_batch_count], r0
+        ret
+.else
         st [r1], r2
         ret
+.endif
 
 ; map_page(r1 = root table, r2 = virtual address, r3 = frame | flags) -> r0 = 1, or 0 if no frame
 ; was left for a page table. Walks the tables as the MMU will, one level per row of walk_row,
@@ -343,6 +409,9 @@ map_page_level:
         or r2, r4
         mov r1, r6
         call set_pte
+.ifdef PARAVIRT
+        call flush_pte_updates            ; the next walk reads this entry: write it now
+.endif
         pop r2
         add r5, 8
         jmp map_page_level
@@ -409,6 +478,9 @@ new_address_space_copy:
         add r5, 4
         sub r3, 1
         jnz new_address_space_copy
+.ifdef PARAVIRT
+        call flush_pte_updates            ; map_page will walk these tables
+.endif
         pop r0
         pop r6
         pop r5
@@ -430,6 +502,9 @@ map_zero_page:
         or r3, USER_PTE
         and r2, FRAME_MASK
         call map_page
+.ifdef PARAVIRT
+        call flush_pte_updates            ; before user code touches the page
+.endif
         pop r1
         cmp r0, 0
         jnz map_zero_page_done
@@ -502,8 +577,8 @@ create_process_short:
 create_process_copied:
         pop r0
 
-        mov r1, r6                        ; the top page of the user stack
-        mov r2, STACK_TOP - PAGE_SIZE
+        mov r1, r6                        ; the top page of the user stack (map_zero_page
+        mov r2, STACK_TOP - PAGE_SIZE     ; also flushes the code pages' queued mappings)
         call map_zero_page
         cmp r0, 0
         jz out_of_memory
@@ -586,7 +661,12 @@ kill_current:
         jnz kill_current_end
         mov r1, msg_address               ; " (address 0x00000000)"
         call print_str
+.ifdef PARAVIRT
+        hypercall HC_READ_CR2
+        mov r1, r0
+.else
         movrc r1, cr2
+.endif
         call print_hex
         mov r1, msg_close
         call print_str
@@ -602,8 +682,13 @@ kill_current_end:
 ; space, so nothing being freed is in use.
 reap_zombies:
         push r4
+.ifdef PARAVIRT
+        ld r1, [kernel_cr3]
+        hypercall HC_SET_CR3
+.else
         ld r0, [kernel_cr3]
         movcr cr3, r0
+.endif
         mov r4, process_table
 reap_zombies_next:
         ld r0, [r4 + P_STATE]
@@ -700,14 +785,28 @@ schedule_in_table:
 
 schedule_switch:
         st [current], r6
+.ifdef PARAVIRT
+        hypercall HC_READ_CR3             ; switch address space (loading cr3 flushes the TLB,
+        ld r1, [r6 + P_CR3]               ; so skip it when the process did not change)
+        cmp r0, r1
+        jz schedule_same_space
+        hypercall HC_SET_CR3
+.else
         ld r0, [r6 + P_CR3]               ; switch address space (loading cr3 flushes the TLB,
         movrc r1, cr3                     ; so skip it when the process did not change)
         cmp r0, r1
         jz schedule_same_space
         movcr cr3, r0
+.endif
 schedule_same_space:
         ld r0, [r6 + P_KSTACK]            ; its next trap will push its frame here
+.ifdef PARAVIRT
+        mov r1, r0
+        hypercall HC_STACK_SWITCH
+        mov r0, r1
+.else
         movcr ksp, r0
+.endif
         sub r0, TF_SIZE                   ; and here is the frame its last trap left
         mov sp, r0
         jmp trap_return                   ; pop its registers and iret into it
@@ -723,8 +822,12 @@ all_done:
         call print_dec
         mov r1, msg_killed_end
         call print_str
-        mov r0, 0
-        out PORT_POWER, r0                ; power off, exit code 0
+        mov r0, 0                         ; power off, exit code 0
+.ifdef PARAVIRT
+        call pv_power_off
+.else
+        out PORT_POWER, r0
+.endif
 
 ; ============================================================================ trap entry
 ; Every trap-table entry points at a three-instruction stub: save r7, put the address of the
@@ -794,7 +897,11 @@ trap_return:
         pop r5
         pop r6
         pop r7
+.ifdef PARAVIRT
+        hypercall HC_IRET                 ; ... and pc, flags, ring and sp (r0 is left alone)
+.else
         iret                              ; ... and pc, flags, ring and sp
+.endif
 
 kernel_trap_panic:
         mov r1, msg_kernel_trap           ; "[kernel] panic: trap 13 in the kernel at 0x..."
@@ -807,7 +914,11 @@ kernel_trap_panic:
         call print_hex
         call print_newline
         mov r0, 1
+.ifdef PARAVIRT
+        call pv_power_off
+.else
         out PORT_POWER, r0
+.endif
 
 ; ============================================================================ trap handlers
 ; Faults caused by the user program: the process dies, the others go on.
@@ -843,11 +954,22 @@ handle_timer:
 
 ; Console input arrived: echo every waiting byte.
 handle_device:
+.ifdef PARAVIRT
+        mov r1, PORT_CONSOLE_ST
+        hypercall HC_IO_IN
+.else
         in r0, PORT_CONSOLE_ST
+.endif
         cmp r0, 0
         jz handle_device_done
+.ifdef PARAVIRT
+        mov r1, PORT_CONSOLE
+        hypercall HC_IO_IN
+        call pv_console_out
+.else
         in r0, PORT_CONSOLE
         out PORT_CONSOLE, r0
+.endif
         jmp handle_device
 handle_device_done:
         ret
@@ -856,7 +978,12 @@ handle_device_done:
 ; the break) or the stack area is not an error: it is demand-zero memory, so map a zeroed frame
 ; there and return; iret re-executes the instruction, which now succeeds.
 handle_page_fault:
+.ifdef PARAVIRT
+        hypercall HC_READ_CR2
+        mov r1, r0
+.else
         movrc r1, cr2
+.endif
         ld r0, [r7 + TF_ERROR]
         test r0, PF_PRESENT
         jnz page_fault_bad                ; the page is there but forbidden: never fixable
@@ -943,7 +1070,11 @@ sys_write_next:
         cmp r3, r2
         jae sys_write_done
         ldb r0, [r3]
+.ifdef PARAVIRT
+        call pv_console_out
+.else
         out PORT_CONSOLE, r0
+.endif
         add r3, 1
         jmp sys_write_next
 sys_write_done:
@@ -1008,7 +1139,11 @@ print_str:
         ldb r0, [r1]
         cmp r0, 0
         jz print_str_done
+.ifdef PARAVIRT
+        call pv_console_out
+.else
         out PORT_CONSOLE, r0
+.endif
         add r1, 1
         jmp print_str
 print_str_done:
@@ -1025,15 +1160,28 @@ print_dec:
         mod r1, 10
 print_dec_digit:
         add r1, 48                        ; '0'
+.ifdef PARAVIRT
+        mov r0, r1
+        call pv_console_out
+.else
         out PORT_CONSOLE, r1
+.endif
         ret
 
 ; print_hex(r1 = number) as 0x followed by 8 hex digits.
 print_hex:
         mov r0, 48                        ; '0'
+.ifdef PARAVIRT
+        call pv_console_out
+.else
         out PORT_CONSOLE, r0
+.endif
         mov r0, 120                       ; 'x'
+.ifdef PARAVIRT
+        call pv_console_out
+.else
         out PORT_CONSOLE, r0
+.endif
         mov r2, 28                        ; shift of the highest digit
 print_hex_digit:
         mov r0, r1
@@ -1044,7 +1192,11 @@ print_hex_digit:
         add r0, 39                        ; 'a' - '0' - 10
 print_hex_number:
         add r0, 48
+.ifdef PARAVIRT
+        call pv_console_out
+.else
         out PORT_CONSOLE, r0
+.endif
         sub r2, 4
         jge print_hex_digit
         ret
@@ -1059,7 +1211,11 @@ print_pid_prefix:
 
 print_newline:
         mov r0, 10
+.ifdef PARAVIRT
+        call pv_console_out
+.else
         out PORT_CONSOLE, r0
+.endif
         ret
 
 ; panic(r1 = message): something is so wrong the kernel cannot go on; power off with code 1.
@@ -1073,7 +1229,60 @@ panic:
         call print_str
         call print_newline
         mov r0, 1
+.ifdef PARAVIRT
+        call pv_power_off
+.else
         out PORT_POWER, r0
+.endif
+
+.ifdef PARAVIRT
+; ============================================================================ paravirtual helpers
+; pv_console_out: print the byte in r0 (io_out to the console port). Changes no register, like the
+; out instruction it replaces.
+pv_console_out:
+        push r0
+        push r1
+        push r2
+        mov r2, r0
+        mov r1, PORT_CONSOLE
+        hypercall HC_IO_OUT
+        pop r2
+        pop r1
+        pop r0
+        ret
+
+; flush_pte_updates: hand the queued page-table writes to the hypervisor, which checks every pair
+; (the entry, and the frame a present entry names, must be this VM's memory) and writes them.
+; Call it before anything reads the entries: the MMU (before user code runs or cr3 is loaded) or
+; map_page's walk. Changes no register.
+flush_pte_updates:
+        push r0
+        push r1
+        push r2
+        ld r2, [pte_batch_count]
+        cmp r2, 0
+        jz flush_pte_updates_done
+        mov r1, pte_batch
+        hypercall HC_MMU_UPDATE           ; r0 = how many pairs it applied
+        cmp r0, r2
+        jnz flush_pte_updates_refused
+        mov r0, 0
+        st [pte_batch_count], r0
+flush_pte_updates_done:
+        pop r2
+        pop r1
+        pop r0
+        ret
+flush_pte_updates_refused:
+        mov r1, msg_mmu_update_refused
+        jmp panic
+
+; pv_power_off: power off with exit code r0 (io_out to the power port). The VM stops here.
+pv_power_off:
+        mov r2, r0
+        mov r1, PORT_POWER
+        hypercall HC_IO_OUT
+.endif
 
 ; ===================================================================================== data
         .align 4
@@ -1125,6 +1334,10 @@ free_list:          .word 0               ; first free frame (each links to the 
 free_frames:        .word 0               ; how many frames are on the free list
 boot_free_frames:   .word 0               ; ... and how many there were after boot
 kernel_cr3:         .word 0               ; the kernel's own root table (no user part)
+.ifdef PARAVIRT
+pte_batch_count:    .word 0               ; page-table writes queued for the next mmu_update
+pte_batch:          .space PTE_BATCH * 8  ; ... as (entry address, value) pairs
+.endif
 page_levels:        .word 0               ; page-table levels the MMU walks, from the boot-info block
 walk_row:           .word 0               ; the row of walk_rows for page_levels
 
@@ -1165,6 +1378,9 @@ msg_bad_levels:     .asciz "[kernel] cannot run with page_levels "
 msg_bad_levels_why: .asciz ": only 2, 3 and 4 are supported (one level needs a 4 MiB table per address space, more than the kernel maps); powering off\n"
 msg_kernel_trap:    .asciz "[kernel] panic: trap "
 msg_in_kernel_at:   .asciz " in the kernel at "
+.ifdef PARAVIRT
+msg_mmu_update_refused: .asciz "the hypervisor refused a page-table update"
+.endif
 
         .align 16
 boot_stack:

@@ -6,15 +6,18 @@ the guest kernel. Runs use `Machine.run(n)` (no events); only the tests that loo
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
-from engine.asm import assemble
-from engine.events import ControlRegisterWrite, Event, TlbFlush, TrapReturn, TrapTaken
-from engine.isa import PF_USER, PF_WRITE, Vector
+from engine.asm import assemble, assemble_file, format_listing
+from engine.asm_expr import tokenize
+from engine.events import ControlRegisterWrite, Emulated, Event, HypercallMade, TlbFlush, TrapReturn, TrapTaken
+from engine.isa import OPCODE_BY_NAME, OPCODE_BY_NUMBER, OPS_BY_MNEMONIC, PF_USER, PF_WRITE, InstrClass, Vector
 from engine.machine import (
     BOOT_INFO_ADDRESS,
     BOOT_INFO_MAGIC,
@@ -25,7 +28,8 @@ from engine.machine import (
     MachineConfig,
 )
 from engine.program import Program
-from engine.programs import assemble_shipped, boot_kernel_machine
+from engine.programs import assemble_shipped, boot_kernel_machine, shipped_path
+from engine.vmm import GuestSpec, Hypervisor
 
 BUDGET = 2_000_000  # steps; every scenario here halts long before
 USER_BASE = 0x0040_0000
@@ -548,3 +552,138 @@ far_code:
     machine = boot(big)
     run_to_halt(machine)
     assert "[kernel] pid 1 exited with code 0\n" in machine.console_output
+
+
+# ------------------------------------------------------------------------------------ the paravirtual build
+PARAVIRT = {"PARAVIRT": 1}
+
+
+@lru_cache(maxsize=1)
+def paravirtual_kernel() -> Program:
+    return assemble_file(shipped_path("kernel"), defines=PARAVIRT)
+
+
+def instruction_classes(program: Program) -> dict[int, InstrClass]:
+    """The class of every instruction in `program`, found through its source lines (data is skipped)."""
+    lines = program.source.splitlines()
+    classes: dict[int, InstrClass] = {}
+    for address, line in program.source_lines.items():
+        tokens = tokenize(lines[line - 1])
+        i = 0
+        while tokens[i].kind == "ident" and tokens[i + 1].text == ":":
+            i += 2
+        if tokens[i].kind == "ident" and tokens[i].text.lower() in OPS_BY_MNEMONIC:
+            spec = OPCODE_BY_NUMBER[program.image[address - program.origin]]
+            assert spec.mnemonic == tokens[i].text.lower()
+            classes[address] = spec.klass
+    return classes
+
+
+def pv_hypervisor(*programs: str | Program, **config: object) -> Hypervisor:
+    modules = tuple(assemble_shipped(p) if isinstance(p, str) else p for p in programs)
+    return Hypervisor("pv", [GuestSpec(paravirtual_kernel(), modules)],
+                      config=MachineConfig(**config))  # type: ignore[arg-type]
+
+
+def build_lines(source: str, *, paravirt: bool) -> list[str]:
+    """The source lines one build assembles (the kernel's conditionals all test PARAVIRT)."""
+    taken: list[bool] = []
+    lines = []
+    for line in source.splitlines():
+        words = line.split(";")[0].split()
+        directive = words[0].lower() if words else ""
+        if directive in (".ifdef", ".ifndef"):
+            assert words[1] == "PARAVIRT"
+            taken.append(paravirt == (directive == ".ifdef"))
+        elif directive == ".else":
+            taken[-1] = not taken[-1]
+        elif directive == ".endif":
+            taken.pop()
+        elif all(taken):
+            lines.append(line)
+    return lines
+
+
+def test_paravirtual_build_assembles_and_lists_with_its_define() -> None:
+    native, paravirt = assemble_shipped("kernel"), paravirtual_kernel()
+    assert paravirt.end <= 0x40000 and paravirt.entry == paravirt.symbols["_start"]
+    assert "pv_console_out" in paravirt.symbols and "pv_console_out" not in native.symbols
+    assert format_listing(paravirt).splitlines()[0].endswith(", defines PARAVIRT=1")
+    assert assemble_file(shipped_path("kernel"), defines={}).image == native.image
+
+
+def test_paravirtual_build_has_no_privileged_or_sensitive_instruction() -> None:
+    native = instruction_classes(assemble_shipped("kernel"))
+    paravirt = instruction_classes(paravirtual_kernel())
+    assert sum(1 for k in native.values() if k is InstrClass.PRIVILEGED) >= 20  # the check can fail
+    assert len(paravirt) > 500 and set(paravirt.values()) == {InstrClass.INNOCUOUS}
+    badges = {line[35:38] for line in format_listing(paravirtual_kernel()).splitlines()[1:]}
+    assert not badges & {"PRV", "SEN"}
+    hypercall = OPCODE_BY_NAME["HYPERCALL"].opcode
+    assert hypercall not in {assemble_shipped("kernel").image[a - 0x1000] for a in native}
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4])
+def test_paravirtual_kernel_prints_what_the_native_kernel_prints(levels: int) -> None:
+    hypervisor = pv_hypervisor("hello", "count", page_levels=levels)
+    hypervisor.run(BUDGET)
+    assert hypervisor.halted and hypervisor.current.stop_reason == "power off"
+    assert hypervisor.console_output == HELLO_COUNT_OUTPUT
+    assert hypervisor.exit_code == 0
+    counters = hypervisor.counters()
+    assert counters["hypercalls"] > 100
+    assert counters.get("emulated", 0) == counters.get("trapped_instructions", 0) == 0  # nothing to emulate
+
+
+def test_paravirtual_kernel_runs_every_sample_like_the_native_one() -> None:
+    # The PV kernel's code paths are longer (hypercalls, saved registers), and the timer counts
+    # instructions, so processes interleave differently; each process's own lines are the same.
+    programs = ("hello", "count", "pagefault", "privileged", "yielder")
+    hypervisor = pv_hypervisor(*programs)
+    hypervisor.run(BUDGET)
+    native = boot(*programs)
+    run_to_halt(native)
+    assert sorted(hypervisor.console_output.splitlines()) == sorted(native.console_output.splitlines())
+    assert hypervisor.console_output.endswith("(4 exited, 1 killed); powering off\n")
+
+
+def test_paravirtual_page_table_writes_go_through_mmu_update_in_batches() -> None:
+    hypervisor = pv_hypervisor("pagefault")
+    calls: list[HypercallMade] = []
+    for _ in range(BUDGET):
+        result = hypervisor.step()
+        calls += [e for e in result.events if isinstance(e, HypercallMade)]
+        assert not any(isinstance(e, Emulated) for e in result.events)
+        if hypervisor.halted:
+            break
+    assert "heap pages arrived on first touch" in hypervisor.console_output
+    names = {call.name for call in calls}
+    assert names == {"set_trap_table", "set_cr3", "set_cr0", "stack_switch", "iret", "io_out", "read_cr2",
+                     "read_cr3", "mmu_update"}
+    batches = [call.args[1] for call in calls if call.name == "mmu_update"]
+    assert all(call.result == call.args[1] for call in calls if call.name == "mmu_update")
+    assert max(batches) == 32  # the kernel's identity map, 32 entries per hypercall
+    faults = [i for i, call in enumerate(calls) if call.name == "read_cr2"]
+    assert len(faults) == 2  # two demand-zero faults, each mapped by one mmu_update before iret
+    for index in faults:
+        after = [call.name for call in calls[index:]]
+        assert after.index("mmu_update") < after.index("iret")
+
+
+def test_paravirtual_kernel_refuses_one_page_level_too() -> None:
+    hypervisor = pv_hypervisor("hello", page_levels=1)
+    hypervisor.run(BUDGET)
+    assert hypervisor.console_output.startswith("[kernel] cannot run with page_levels 1")
+    assert hypervisor.exit_code == 2
+
+
+def test_the_size_of_the_port_quoted_in_the_docs() -> None:
+    source = shipped_path("kernel").read_text()
+    native, paravirt = build_lines(source, paravirt=False), build_lines(source, paravirt=True)
+    changed = [line for line in difflib.unified_diff(native, paravirt, lineterm="", n=0)
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    added = sum(1 for line in changed if line.startswith("+"))
+    removed = len(changed) - added
+    docs = (Path(__file__).parents[2] / "docs" / "kernel.md").read_text()
+    assert f"{removed} lines removed and {added} added" in " ".join(docs.split())
+    assert f"{len(native):,} lines of the native build" in " ".join(docs.split())
