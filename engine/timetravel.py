@@ -7,13 +7,33 @@ doubled) when there are too many, so memory stays bounded however long the run.
 
 from __future__ import annotations
 
-from engine.machine import Machine, MachineState, StepResult
+from typing import Protocol
+
+from engine.machine import MachineState, StepResult
+
+
+class Steppable(Protocol):
+    """What time travel needs: a Machine, or a Hypervisor running VMs."""
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def halted(self) -> bool: ...
+
+    def step(self) -> StepResult: ...
+
+    def run(self, max_steps: int) -> int: ...
+
+    def snapshot(self) -> MachineState: ...
+
+    def restore(self, state: MachineState) -> None: ...
 
 
 class TimeMachine:
-    """Drives a Machine and remembers enough to return to any earlier step."""
+    """Drives a Machine (or Hypervisor) and remembers enough to return to any earlier step."""
 
-    def __init__(self, machine: Machine, *, checkpoint_every: int = 2000, max_checkpoints: int = 200) -> None:
+    def __init__(self, machine: Steppable, *, checkpoint_every: int = 2000, max_checkpoints: int = 200) -> None:
         if checkpoint_every < 1 or max_checkpoints < 4:
             raise ValueError("checkpoint_every must be >= 1 and max_checkpoints >= 4")
         self.machine = machine

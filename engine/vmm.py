@@ -196,6 +196,25 @@ class Hypervisor:
         """The host machine's configuration."""
         return self.machine.config
 
+    @property
+    def mmu(self) -> Any:
+        """The real MMU (walks guest tables, relocated into the VM's memory)."""
+        return self.machine.mmu
+
+    @property
+    def memory(self) -> bytearray:
+        """Host physical memory (the VMM's region, then each VM's)."""
+        return self.machine.memory
+
+    @property
+    def sink(self) -> Any:
+        """Where events are recorded during a step."""
+        return self.machine.sink
+
+    def read_word(self, address: int) -> int:
+        """A host-physical word (for display)."""
+        return self.machine.read_word(address)
+
     def step(self) -> StepResult:
         """One recorded host step (guest instruction, VMM work it triggers, or an interrupt)."""
         self._reschedule_if_needed()
