@@ -11,13 +11,12 @@ import difflib
 import random
 import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.events import EVENT_KINDS, EVENT_TYPES, Event
-from engine.machine import ConfigError, Machine, MachineConfig
+from engine.machine import ConfigError, MachineConfig
 from engine.mmu import split_levels
 from engine.program import Program
 
@@ -256,7 +255,8 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     if kernel and (program or source):
         raise reader.error("program", "a kernel lesson lists user programs in 'programs', not 'program'/'source'")
     if not kernel and not (program or source):
-        raise reader.error("program", "set 'kernel = true' (with 'programs') or give a bare-metal 'program' or 'source'")
+        raise reader.error("program",
+                           "set 'kernel = true' (with 'programs') or give a bare-metal 'program' or 'source'")
     if program and source:
         raise reader.error("source", "give either 'program' or 'source', not both")
     values: dict[str, Any] = {}
@@ -415,20 +415,16 @@ def resolve_question(question: Question, machine: Any, *, seed: int, step_number
 
 
 def read_register(machine: Any, name: str) -> int:
-    """Value of a register name from REGISTERS on `machine`."""
+    """Value of a register name from REGISTERS on `machine` (a Machine or a Hypervisor)."""
     cpu = machine.cpu
     if name.startswith("r") and name[1:].isdigit():
-        return cpu.regs[int(name[1:])]
-    vcpu = getattr(getattr(machine, "current", None), "vcpu", None)  # the guest's view under a software VMM
-    virtual = vcpu is not None and getattr(machine, "mode", "hw") != "hw"
-    special: dict[str, Callable[[], int]] = {
-        "sp": lambda: cpu.regs[8], "pc": lambda: cpu.pc, "flags": lambda: cpu.flags, "ring": lambda: cpu.ring,
-        "steps": lambda: cpu.steps,
-        "guest_ring": lambda: vcpu.ring if virtual else cpu.ring,
-        "guest_if": lambda: int(vcpu.vif) if virtual else int(bool(cpu.flags & 0x200))}
-    if name in special:
-        return special[name]()
-    return cpu.control_registers[name]
+        return int(cpu.regs[int(name[1:])])
+    values = {"sp": cpu.regs[8], "pc": cpu.pc, "flags": cpu.flags, "ring": cpu.ring, "steps": cpu.steps,
+              "guest_ring": cpu.ring, "guest_if": int(bool(cpu.flags & 0x200)), **cpu.control_registers}
+    vcpu = getattr(getattr(machine, "current", None), "vcpu", None)
+    if vcpu is not None and getattr(machine, "mode", "hw") != "hw":  # the guest's view under a software VMM
+        values.update(guest_ring=vcpu.ring, guest_if=int(vcpu.vif))
+    return int(values[name])
 
 
 def resolve_value(text: str | int, programs: tuple[Program, ...]) -> int:

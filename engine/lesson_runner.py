@@ -171,7 +171,7 @@ class LessonRunner:
 def check_lesson(lesson: Lesson, *, seed: int | None = None) -> list[str]:
     """Run every step headless; return failures as 'file: step N: message' lines (empty = passes)."""
     runner = LessonRunner(lesson, seed=seed)
-    failures = []
+    failures: list[str] = []
     for index in range(len(lesson.steps)):
         outcome = runner.perform(index)
         failures.extend(f"{lesson.path}: step {index + 1}: {message}" for message in runner.check(index, outcome))

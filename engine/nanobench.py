@@ -82,7 +82,8 @@ trap_table:
 {page_table}
 """
 
-_ENTER_USER = """    push 0x8000            ; drop to ring 3 with a crafted trap frame: sp, flags|ring<<12, pc, vector, error
+# Drop to ring 3 with a crafted trap frame: sp, flags | ring << 12, pc, vector, error code.
+_ENTER_USER = """    push 0x8000
     push 0x3000
     push loop_start
     push 0
