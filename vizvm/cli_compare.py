@@ -50,7 +50,10 @@ def run_compare(args: argparse.Namespace, out: TextIO) -> int:
     out.write(f"{'stopped':<{width}}" + "".join(
         f"{('exit ' + str(r.view.exit_code)) if r.view.stopped else 'running':>{column}}" for r in results) + "\n")
     out.write(f"{'equivalent to native':<{width}}" + "".join(
-        f"{'yes' if r.equivalent else 'NO':>{column}}" for r in results) + "\n\n")
+        f"{'yes' if r.equivalent else 'NO':>{column}}" for r in results) + "\n")
+    if any(r.mode == "pv" for r in results):
+        out.write("(paravirtualization runs a different kernel build: only its console output and exit are compared)\n")
+    out.write("\n")
     native = next((r for r in results if r.mode == "native"), None)
     top = max(_value(r, "cycles") for r in results) or 1
     out.write("cycles (cost model, engine/costs.py):\n")
