@@ -29,11 +29,15 @@ SPEEDS: tuple[int, ...] = (1, 10, 100, 1_000, 10_000, 100_000, 0)
 """Run speeds in steps per second; 0 means as fast as the engine goes."""
 RECORDED_SPEED_LIMIT = 1_000
 """At or below this speed every step is recorded live (the log and timeline fill as it runs)."""
-TICK = 1 / 30
-ENGINE_BUDGET = 0.022
+TICK = 1 / 25
+ENGINE_BUDGET = 0.024
 """Seconds of engine work per tick when running flat out (the rest is for repainting and input)."""
 WINDOW = 1_000
 """How many recent steps are kept with their events."""
+CHECKPOINT_EVERY = 16_384
+"""TimeMachine checkpoint interval: a checkpoint costs about 1.4 ms (a compressed copy of memory), so
+the engine's default of 2,000 would spend most of a flat-out run snapshotting; going back replays at
+most this many steps (about 12 ms)."""
 
 GOAL_LABELS: dict[str, str] = {
     "run": "run", "trap": "run until the next trap", "page-fault": "run until the next page fault",
@@ -112,7 +116,7 @@ class EngineBridge:
         """Drive `machine` from now on (the previous one is dropped)."""
         if getattr(self, "running", False):
             self.pause("loaded another program", settle=False)
-        self.tm = TimeMachine(machine)
+        self.tm = TimeMachine(machine, checkpoint_every=CHECKPOINT_EVERY)
         self.furthest = machine.steps
         """The furthest step shown so far (the end of the scrubber)."""
         self.title = title or machine_title(machine)

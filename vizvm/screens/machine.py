@@ -186,8 +186,13 @@ class MachineScreen(Screen[None]):
         if self._visible(cpu):
             cpu.state = bridge.cpu_state()
         mapper = self.query_one(MemoryMapper)
-        if self._visible(mapper):
+        self._ticks = getattr(self, "_ticks", 0) + 1
+        if self._visible(mapper) and (not live or self._ticks % 8 == 0):
             mapper.state = bridge.mapper_state()
+        recorded = bridge.recording.hi
+        if live and recorded == getattr(self, "_pushed_recording", -1):
+            return  # running fast: the recorded window has not moved, so these panels would not change
+        self._pushed_recording = recorded
         timeline = self.query_one(TrapTimeline)
         if self._visible(timeline):
             timeline.state = bridge.timeline_state()

@@ -44,6 +44,7 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
         self.border_title = self.panel_title()
+        self._height = 1
 
     def compose(self) -> ComposeResult:
         """One body that holds every section."""
@@ -52,7 +53,12 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
     def watch_state(self, state: MapperState | None) -> None:
         """Redraw the body."""
         if state is not None and self.is_mounted:
-            self.query_one("#mapper-body", Static).update(self.build(state))
+            body = self.query_one("#mapper-body", Static)
+            renderable = self.build(state)
+            height = self._height
+            if body.styles.height is None or body.styles.height.value != height:
+                body.styles.height = height
+            body.update(renderable, layout=False)
 
     def on_resize(self) -> None:
         """Layouts depend on the width."""
@@ -72,8 +78,11 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
             grid = Table.grid(padding=(0, 2))
             grid.add_row(tlb, frames)
             parts.append(grid)
+            bottom = max(_lines(tlb), _lines(frames))
         else:
             parts.extend((tlb, frames))
+            bottom = _lines(tlb) + _lines(frames)
+        self._height = sum(_lines(part) for part in parts if isinstance(part, Text)) + bottom
         return Group(*parts)
 
     def _header(self, state: MapperState, s: dict[str, Style]) -> Text:
@@ -194,6 +203,11 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
             if number % 2 == 1:
                 out.append("\n")
         return out
+
+
+def _lines(text: Text) -> int:
+    """Rows a no-wrap Text takes."""
+    return text.plain.count("\n") + 1 if text.plain else 0
 
 
 def _dominant(owners: tuple[str, ...]) -> str:
