@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import cast
 
 from textual.message_pump import MessagePump
 from textual.timer import Timer
@@ -94,6 +95,7 @@ class EngineBridge:
         self._credit = 0.0
         self._chunk = 2_000
         self._depth = 0
+        self.furthest = 0
         self.load(machine, title)
 
     # ------------------------------------------------------------------ wiring
@@ -110,7 +112,7 @@ class EngineBridge:
     @property
     def machine(self) -> Machine:
         """The machine being driven."""
-        return self.tm.machine
+        return cast(Machine, self.tm.machine)
 
     def load(self, machine: Machine, title: str | None = None) -> None:
         """Drive `machine` from now on (the previous one is dropped)."""

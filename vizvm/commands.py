@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -43,7 +44,7 @@ def _bindings_of(node: DOMNode) -> list[Binding]:
     return found
 
 
-def _entries_for(app: App[object], node: DOMNode, default_group: str, where: str = "") -> list[CommandEntry]:
+def _entries_for(app: App[Any], node: DOMNode, default_group: str, where: str = "") -> list[CommandEntry]:
     merged: dict[tuple[str, str], list[Binding]] = {}
     for binding in _bindings_of(node):
         merged.setdefault((binding.action, binding.description), []).append(binding)
@@ -56,7 +57,7 @@ def _entries_for(app: App[object], node: DOMNode, default_group: str, where: str
     return entries
 
 
-def command_entries(app: App[object], screen: Screen[object]) -> list[CommandEntry]:
+def command_entries(app: App[Any], screen: Screen[Any]) -> list[CommandEntry]:
     """Screen commands, then the focused-panel commands of each panel, then app-wide commands."""
     entries = _entries_for(app, screen, "Screen")
     for widget in screen.query("*"):

@@ -174,7 +174,7 @@ async def test_load_dialog_shows_assembler_errors_then_loads(demo_app: VizVMApp,
         dialog.query_one("#program", Input).value = str(good)
         dialog.submit()
         await pilot.pause()
-        assert demo_app.screen is screen
+        assert isinstance(demo_app.screen, MachineScreen)
         assert screen.bridge.title == "good (bare metal)" and screen.bridge.machine.steps == 0
 
 
@@ -183,7 +183,9 @@ async def test_load_a_shipped_sample_from_the_list(demo_app: VizVMApp) -> None:
         screen = machine_screen(demo_app)
         screen.action_load_program()
         await pilot.pause()
-        demo_app.screen._try("pagefault", True)  # what picking it from the list does
+        dialog = demo_app.screen
+        assert isinstance(dialog, LoadProgramDialog)
+        dialog._try("pagefault", True)  # what picking it from the list does
         await pilot.pause()
         assert screen.bridge.title == "kernel + pagefault"
 

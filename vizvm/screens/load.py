@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,7 +20,7 @@ def build_machine(program: str | None, under_kernel: bool) -> tuple[Machine, str
     from vizvm.bridge import machine_title
     from vizvm.cli_trace import build_machine as build
 
-    machine = build(program, under_kernel=under_kernel)
+    machine = cast(Machine, build(program, under_kernel=under_kernel))
     return machine, machine_title(machine)
 
 

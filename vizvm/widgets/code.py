@@ -22,6 +22,7 @@ class CodePanel(PanelMixin, Widget, can_focus=True):
     """Disassembly around pc. Up/down move a cursor; enter or a click in the gutter toggles a breakpoint."""
 
     PANEL_NUMBER = 1
+    ALLOW_MAXIMIZE = True
     PANEL_TITLE = "Code"
     COMPONENT_CLASSES = {
         "code--pc", "code--marker", "code--cursor", "code--label", "code--address", "code--breakpoint", "code--inn",

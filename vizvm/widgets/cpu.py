@@ -32,6 +32,7 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
     """Registers in two columns, then flags, ring, control registers, the changes and the counters."""
 
     PANEL_NUMBER = 2
+    ALLOW_MAXIMIZE = True
     PANEL_TITLE = "CPU"
     COMPONENT_CLASSES = {"cpu--name", "cpu--changed", "cpu--off", "cpu--on", "cpu--old", "cpu--heading"}
 

@@ -30,6 +30,7 @@ class EventLog(PanelMixin, Widget, can_focus=True):
     """One line per event; follows the newest step unless scrolled up; click a line to go to its step."""
 
     PANEL_NUMBER = 5
+    ALLOW_MAXIMIZE = True
     PANEL_TITLE = "Event log"
     COMPONENT_CLASSES = {"log--step", "log--now", "log--instr", "log--trap", "log--walk", "log--tlb",
                          "log--mem", "log--io", "log--cr", "log--halt"}

@@ -23,6 +23,7 @@ class IoPanel(PanelMixin, Widget, can_focus=True):
     """Console output at the top, the newest port accesses below it."""
 
     PANEL_NUMBER = 6
+    ALLOW_MAXIMIZE = True
     PANEL_TITLE = "I/O and console"
     COMPONENT_CLASSES = {"io--heading", "io--console", "io--out", "io--in", "io--muted", "io--now"}
 

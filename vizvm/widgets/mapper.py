@@ -31,6 +31,7 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
     """Scrollable: translation, walk, TLB and frame map, all labelled VA or PA."""
 
     PANEL_NUMBER = 3
+    ALLOW_MAXIMIZE = True
     PANEL_TITLE = "Memory mapper"
     COMPONENT_CLASSES = {
         "mapper--heading", "mapper--muted", "mapper--va", "mapper--pa", "mapper--index", "mapper--offset",

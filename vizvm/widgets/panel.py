@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from rich.style import Style
 from textual.widget import Widget
@@ -14,7 +14,6 @@ class PanelMixin:
     PANEL_NUMBER: ClassVar[int] = 0
     """Shown in the border title; the number key toggles the panel."""
     PANEL_TITLE: ClassVar[str] = ""
-    ALLOW_MAXIMIZE: ClassVar[bool | None] = True
 
     def panel_title(self, detail: str = "") -> str:
         """The border title: ``3 Trap timeline · detail``."""
@@ -23,8 +22,8 @@ class PanelMixin:
 
     def set_detail(self, detail: str) -> None:
         """Update the border title's detail text."""
-        assert isinstance(self, Widget)
-        self.border_title = self.panel_title(detail)
+        widget = cast(Widget, self)
+        widget.border_title = self.panel_title(detail)
 
     def styles_for(self, *names: str) -> dict[str, Style]:
         """Rich styles of this widget's component classes, by short name (``code--pc`` -> ``pc``).

@@ -22,6 +22,7 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
     """Lanes (user above kernel) over the recorded steps; left/right select a transition, enter jumps to it."""
 
     PANEL_NUMBER = 4
+    ALLOW_MAXIMIZE = True
     PANEL_TITLE = "Trap timeline"
     COMPONENT_CLASSES = {"timeline--lane", "timeline--trap", "timeline--iret", "timeline--selected",
                          "timeline--step", "timeline--muted", "timeline--now"}
