@@ -209,7 +209,7 @@ class CPU:
                             raise Fault(Vector.ALIGNMENT, 0, pc)
                         pa = translate(pc, FETCH, self.ring == 3) if self.paging else pc
                         if mmu.phys_limit and not self.paging:
-                            pa = mmu.relocate(pa)
+                            pa = mmu.guest_physical(pa)
                         if fast:
                             fetch_vpn, fetch_base, fetch_key = pc >> 12, pa & PTE_FRAME_MASK, mmu.last_key
                     decoded = icache.get(pa)
@@ -329,7 +329,7 @@ class CPU:
         if self.paging:
             pa = self.mmu.translate(va, access, self.ring == 3 and not supervisor)
         else:
-            pa = self.mmu.relocate(va) if self.mmu.phys_limit else va
+            pa = self.mmu.guest_physical(va) if self.mmu.phys_limit else va
         if pa + 1 > self.mem_size:
             raise BusError(f"physical address {pa:#x} is outside installed memory ({self.mem_size:#x} bytes)")
         return pa

@@ -100,9 +100,13 @@ class PageWalkRead(Event):
     entry: int
     outcome: str  # "next", "leaf", "not-present", "protection"
     access: str  # "read", "write", "fetch"
+    dimension: str = "native"
+    """native (VA->PA), guest (gVA->gPA tables, read at hPA), host (nested gPA->hPA) or shadow (gVA->hPA)."""
 
     def describe(self) -> str:
-        return (f"walk: va={self.va:#010x} L{self.level}/{self.levels} table={self.table:#x} "
+        space = {"native": "va", "guest": "gVA", "host": "gPA", "shadow": "gVA"}.get(self.dimension, "va")
+        where = "" if self.dimension == "native" else f"{self.dimension} "
+        return (f"walk: {where}{space}={self.va:#010x} L{self.level}/{self.levels} table={self.table:#x} "
                 f"index={self.index} pte@{self.entry_address:#x}={self.entry:#010x} -> {self.outcome}")
 
 
@@ -364,10 +368,19 @@ class VmStopped(Event):
     exit_code: int
 
 
+@dataclass(frozen=True, slots=True)
+class NestedCacheHit(Event):
+    """The nested TLB (page-walk cache) supplied a gPA->hPA translation: no host walk needed."""
+
+    kind: ClassVar[str] = "nested-hit"
+    gpa: int
+    hpa: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     InstructionExecuted, TrapTaken, TrapReturn, PageWalkRead, PteUpdate, TlbLookup, TlbFill, TlbEvict,
     TlbFlush, MemoryAccess, PortIO, ControlRegisterWrite, InterruptRaised, MachineHalted,
     VmExit, VmEntry, Emulated, Reflected, FidelityViolation, HypercallMade, BtTranslated, BtBlockEntered,
-    BtInvalidated, VmSwitched, VmStopped,
+    BtInvalidated, VmSwitched, VmStopped, NestedCacheHit,
 )
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)

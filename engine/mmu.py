@@ -26,6 +26,7 @@ READ, WRITE, FETCH = 0, 1, 2
 ACCESS_NAMES = ("read", "write", "fetch")
 TLB_POLICIES = ("lru", "fifo", "random")
 VPN_BITS = 20
+PHYSICAL_TAG = 1 << 40  # TLB key bit for guest-physical (paging off) translations under nested paging
 
 
 class Sink:
@@ -104,6 +105,8 @@ class MMU:
         # Guest-physical relocation and bound (Popek-Goldberg's relocation-bounds register); 0 = off.
         self.phys_base = 0
         self.phys_limit = 0
+        self.nested: Any = None  # engine.nested.NestedPaging while a VM runs with nested paging
+        self.walk_dimension = "native"  # how this MMU's own walks are labelled (guest, shadow)
         self.counters = {"tlb_hits": 0, "tlb_misses": 0, "walks": 0, "pte_reads": 0, "page_faults": 0}
 
     # ----------------------------------------------------------------- cr3 and flushes
@@ -136,10 +139,37 @@ class MMU:
             events.append(TlbFlush(self.sink.step, "page", vpn, dropped))
 
     def relocate(self, gpa: int) -> int:
-        """Host-physical address of guest-physical `gpa`; a machine-check fault beyond the VM's bound."""
+        """Host-physical address of guest-physical `gpa`; a machine-check fault beyond the VM's bound.
+
+        With nested paging the host's own page tables translate it (a second walk dimension).
+        """
         if gpa >= self.phys_limit:
             raise Fault(Vector.MACHINE_CHECK, 0, gpa)
+        if self.nested is not None:
+            return self.nested.translate(gpa)
         return gpa + self.phys_base
+
+    def guest_physical(self, gpa: int) -> int:
+        """Host-physical address for a guest access made with guest paging off.
+
+        Under nested paging the TLB caches these gPA -> hPA translations too (tagged apart from gVA
+        entries), as EPT hardware does; otherwise this is just relocation.
+        """
+        if self.nested is None:
+            return self.relocate(gpa)
+        key = (gpa >> PAGE_SHIFT) | PHYSICAL_TAG
+        entry = self.tlb.get(key)
+        if entry is not None:
+            self.counters["tlb_hits"] += 1
+            if self.tlb_lru and key != self.last_key:
+                del self.tlb[key]
+                self.tlb[key] = entry
+            self.last_key, self.last_entry = key, entry
+            return (entry & PTE_FRAME_MASK) | (gpa & 0xFFF)
+        self.counters["tlb_misses"] += 1
+        hpa = self.relocate(gpa)
+        self._fill(key, (hpa & PTE_FRAME_MASK) | PTE_W | PTE_U | PTE_D)
+        return hpa
 
     # ----------------------------------------------------------------- translation
     def translate(self, va: int, access: int, user: bool) -> int:
@@ -209,7 +239,8 @@ class MMU:
                     fault_code = _error_code(access, user, True)
             if events is not None:
                 events.append(PageWalkRead(self.sink.step, va, level, self.levels, table, index,
-                                           entry_address, entry, outcome, ACCESS_NAMES[access]))
+                                           entry_address, entry, outcome, ACCESS_NAMES[access],
+                                           self.walk_dimension))
             if fault_code >= 0:
                 self.counters["page_faults"] += 1
                 raise Fault(Vector.PAGE_FAULT, fault_code, va)

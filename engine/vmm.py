@@ -29,6 +29,7 @@ from engine.events import (
 from engine.isa import (
     ARITH_FLAGS,
     CR0_PG,
+    PAGE_SIZE,
     SP,
     VECTOR_DESCRIPTIONS,
     WORD_MASK,
@@ -38,6 +39,7 @@ from engine.isa import (
 )
 from engine.machine import Machine, MachineConfig, MachineState, StepResult
 from engine.mmu import READ, Fault
+from engine.nested import NestedPaging, host_table_space
 from engine.program import Program
 from engine.vmm_emulate import (
     GuestTripleFault,
@@ -50,6 +52,7 @@ from engine.vmm_emulate import (
 )
 
 MODES = ("native", "trap", "bt", "pv", "hw")
+MEMORY_MODES = ("relocation", "nested")
 VMM_MODES = MODES[1:]
 MODE_TITLES = {"native": "native", "trap": "trap-and-emulate", "bt": "binary translation",
                "pv": "paravirtualization", "hw": "hardware assist"}
@@ -92,6 +95,7 @@ class VM:
     exit_code: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     bt: TranslationCache | None = None
+    nested: NestedPaging | None = None
 
     @property
     def console_text(self) -> str:
@@ -113,19 +117,27 @@ class Hypervisor:
     def __init__(self, mode: str, guests: Sequence[GuestSpec], *, guest_memory: int = 1 << 20,
                  config: MachineConfig | None = None, costs: CostModel | None = None, quantum: int = 20_000,
                  hw_exits: frozenset[str] = DEFAULT_HW_EXITS,
-                 exception_bitmap: frozenset[int] = DEFAULT_EXCEPTION_BITMAP) -> None:
+                 exception_bitmap: frozenset[int] | None = None, memory_mode: str = "relocation",
+                 host_levels: int = 4, nested_cache: int = 0) -> None:
         if mode not in VMM_MODES:
             raise ValueError(f"VMM mode must be one of {', '.join(VMM_MODES)}, got {mode!r}")
         if not guests:
             raise ValueError("a hypervisor needs at least one guest")
+        if memory_mode not in MEMORY_MODES:
+            raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
         base_config = config or MachineConfig()
-        host_size = VMM_RESERVED + guest_memory * len(guests)
+        guests_end = VMM_RESERVED + guest_memory * len(guests)
+        table_space = host_table_space(host_levels, guest_memory // PAGE_SIZE) if memory_mode == "nested" else 0
+        host_size = guests_end + table_space * len(guests)
         from dataclasses import replace
         self.machine = Machine(replace(base_config, memory_size=host_size).validate())
         self.mode = mode
         self.costs = costs or CostModel()
         self.quantum = quantum
         self.hw_exits = hw_exits
+        self.memory_mode = memory_mode
+        if exception_bitmap is None:  # with nested paging (EPT) guest page faults no longer need to exit
+            exception_bitmap = frozenset() if memory_mode == "nested" else DEFAULT_EXCEPTION_BITMAP
         self.exception_bitmap = exception_bitmap
         self.vms: list[VM] = []
         for index, guest in enumerate(guests):
@@ -140,6 +152,13 @@ class Hypervisor:
             vm.timer_interval = vm.timer_countdown = base_config.timer_interval
             if mode == "bt":
                 vm.bt = TranslationCache(self, vm)
+            if memory_mode == "nested":
+                start = guests_end + index * table_space
+                vm.nested = NestedPaging(self.machine.memory, self.machine.sink, levels=host_levels,
+                                         table_base=start, table_limit=start + table_space,
+                                         cache_entries=nested_cache)
+                for page in range(guest_memory // PAGE_SIZE):
+                    vm.nested.map_page(page * PAGE_SIZE, vm.base + page * PAGE_SIZE)
             self.vms.append(vm)
         self.machine.programs = tuple(p for g in guests for p in (g.kernel, *g.modules))
         self.current = self.vms[0]
@@ -244,6 +263,9 @@ class Hypervisor:
             prefix = f"vm{vm.vm_id}." if len(self.vms) > 1 else ""
             for name, value in vm.counters.items():
                 counts[prefix + name] = value
+            if vm.nested is not None:
+                for name, value in vm.nested.counters.items():
+                    counts[prefix + name] = value
         return counts
 
     # ------------------------------------------------------------------ scheduling
@@ -288,6 +310,8 @@ class Hypervisor:
         cpu.regs[:9] = vm.regs
         cpu.pc = vm.pc
         mmu.phys_base, mmu.phys_limit = vm.base, vm.size
+        mmu.nested = vm.nested
+        mmu.walk_dimension = "guest"
         cpu.cr0, cpu.cr2, cpu.cr3 = vcpu.cr0, vcpu.cr2, vcpu.cr3
         cpu.paging = bool(vcpu.cr0 & CR0_PG)
         mmu.load_cr3(vcpu.cr3)
@@ -599,11 +623,12 @@ class Hypervisor:
         return (tuple(vm.regs), vm.pc, vm.flags, vm.timer_interval, vm.timer_countdown, bytes(vm.console),
                 vm.stop_reason, vm.exit_code, tuple(sorted(vm.counters.items())),
                 (v.ring, v.vif, v.cr0, v.cr2, v.cr3, v.ksp, v.idtr, tuple(sorted(v.pending))),
-                vm.bt.state() if vm.bt is not None else None)
+                vm.bt.state() if vm.bt is not None else None,
+                vm.nested.state() if vm.nested is not None else None)
 
     def _restore_vm(self, vm: VM, saved: tuple[Any, ...]) -> None:
         (regs, vm.pc, vm.flags, vm.timer_interval, vm.timer_countdown, console, vm.stop_reason, vm.exit_code,
-         counters, vcpu, bt_state) = saved
+         counters, vcpu, bt_state, nested_state) = saved
         vm.regs = list(regs)
         vm.console = bytearray(console)
         vm.counters = dict(counters)
@@ -612,4 +637,6 @@ class Hypervisor:
         v.pending = set(pending)
         if vm.bt is not None:
             vm.bt.restore(bt_state)
+        if vm.nested is not None:
+            vm.nested.restore(nested_state)
 
