@@ -34,7 +34,7 @@ MachineFactory = Callable[[], tuple[Machine, str]]
 def default_machine() -> tuple[Machine, str]:
     """The shipped kernel running the default user programs."""
     from engine.programs import DEFAULT_USER_PROGRAMS, boot_kernel_machine
-    from vizvm.bridge import machine_title
+    from vizvm.viewmodel import machine_title
 
     machine = boot_kernel_machine(DEFAULT_USER_PROGRAMS)
     return machine, machine_title(machine)
@@ -102,7 +102,7 @@ def make_app(machine: Machine | None = None, *, title: str | None = None,
     kernel with the default user programs.
     """
     if machine is not None:
-        from vizvm.bridge import machine_title
+        from vizvm.viewmodel import machine_title
 
         ready = machine
 

@@ -11,7 +11,6 @@ after the step that caused it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import perf_counter
 from typing import cast
 
@@ -25,6 +24,7 @@ from vizvm import viewmodel as vm
 from vizvm.history import Recording, handler_depth_change
 from vizvm.memview import frame_map
 from vizvm.messages import MachineChanged, RunStateChanged
+from vizvm.viewmodel import StatusState, machine_title
 
 SPEEDS: tuple[int, ...] = (1, 10, 100, 1_000, 10_000, 100_000, 0)
 """Run speeds in steps per second; 0 means as fast as the engine goes."""
@@ -45,36 +45,6 @@ GOAL_LABELS: dict[str, str] = {
     "io": "run until the next I/O", "breakpoint": "run until a breakpoint", "iret": "step out of the handler",
     "step": "go to step",
 }
-
-
-@dataclass(frozen=True)
-class StatusState:
-    """The status line: where the machine is and what it is doing."""
-
-    title: str
-    step: int
-    furthest: int
-    running: bool
-    goal: str
-    speed: int
-    halted: bool
-    halt_reason: str | None
-    exit_code: int
-    breakpoints: int
-    engine_rate: float
-    recorded: tuple[int, int]
-    last_stop: str = ""
-    """Why the last run stopped ('' while running or before any run)."""
-
-
-def machine_title(machine: Machine) -> str:
-    """A short description of what is loaded (``kernel + hello, count``)."""
-    names = [p.name.rsplit("/", 1)[-1].removesuffix(".s") for p in machine.programs]
-    if not names:
-        return "empty machine"
-    if len(names) == 1:
-        return f"{names[0]} (bare metal)"
-    return f"{names[0]} + {', '.join(names[1:])}"
 
 
 class EngineBridge:

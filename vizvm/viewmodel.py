@@ -250,3 +250,33 @@ class EventLogState:
     current: int
     kinds: frozenset[str] | None
     """Kinds shown; None means all."""
+
+
+@dataclass(frozen=True)
+class StatusState:
+    """The status line: where the machine is and what it is doing."""
+
+    title: str
+    step: int
+    furthest: int
+    running: bool
+    goal: str
+    speed: int
+    halted: bool
+    halt_reason: str | None
+    exit_code: int
+    breakpoints: int
+    engine_rate: float
+    recorded: tuple[int, int]
+    last_stop: str = ""
+    """Why the last run stopped ('' while running or before any run)."""
+
+
+def machine_title(machine: Machine) -> str:
+    """A short description of what is loaded (``kernel + hello, count``)."""
+    names = [p.name.rsplit("/", 1)[-1].removesuffix(".s") for p in machine.programs]
+    if not names:
+        return "empty machine"
+    if len(names) == 1:
+        return f"{names[0]} (bare metal)"
+    return f"{names[0]} + {', '.join(names[1:])}"

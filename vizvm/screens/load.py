@@ -17,7 +17,7 @@ from vizvm.screens.dialogs import ErrorDialog
 
 def build_machine(program: str | None, under_kernel: bool) -> tuple[Machine, str]:
     """The machine for PROGRAM as `vizvm run` means it (raises AsmErrors, OSError or ValueError)."""
-    from vizvm.bridge import machine_title
+    from vizvm.viewmodel import machine_title
     from vizvm.cli_trace import build_machine as build
 
     machine = cast(Machine, build(program, under_kernel=under_kernel))

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from vizvm.bridge import StatusState
+from vizvm.viewmodel import StatusState
 
 
 def speed_text(speed: int) -> str:
