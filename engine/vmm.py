@@ -226,6 +226,11 @@ class Hypervisor:
         return self.machine.memory
 
     @property
+    def ports(self) -> Any:
+        """The real port bus and its counters (the I/O panel reads them)."""
+        return self.machine.ports
+
+    @property
     def sink(self) -> Any:
         """Where events are recorded during a step."""
         return self.machine.sink

@@ -86,9 +86,17 @@ class EngineBridge:
 
     def load(self, machine: Machine, title: str | None = None) -> None:
         """Drive `machine` from now on (the previous one is dropped)."""
+        self.adopt(TimeMachine(machine, checkpoint_every=CHECKPOINT_EVERY), title)
+
+    def adopt(self, travel: TimeMachine, title: str | None = None) -> None:
+        """Drive the machine of a TimeMachine someone else also moves (a lesson's runner), sharing its history.
+
+        After the other driver moves the machine, call `resync`.
+        """
         if getattr(self, "running", False):
             self.pause("loaded another program", settle=False)
-        self.tm = TimeMachine(machine, checkpoint_every=CHECKPOINT_EVERY)
+        self.tm = travel
+        machine = self.machine
         self.furthest = machine.steps
         """The furthest step shown so far (the end of the scrubber)."""
         self.title = title or machine_title(machine)
@@ -98,6 +106,14 @@ class EngineBridge:
         self._mark = dict(self._before)
         self._mark_step = machine.steps
         self._post("load")
+
+    def resync(self) -> None:
+        """The machine was moved by its other driver: pause, rebuild the recorded window here and report."""
+        if self.running:
+            self.pause("the lesson moved the machine", settle=False)
+        self.last_stop = ""
+        self._settle(self.machine.steps, canonical=True)
+        self._post("resync")
 
     # ------------------------------------------------------------------ stepping
     def step(self, count: int = 1) -> int:
