@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "With no command, opens the app.",
     )
     parser.add_argument("--version", action="version", version=_version_text())
+    parser.add_argument("--projector", action="store_true",
+                        help="classroom mode: fewer, larger panels, high contrast, key presses echoed (F5 toggles)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     asm = sub.add_parser("asm", help="assemble a file and print its listing")
@@ -64,9 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     lesson.add_argument("--seed", type=int, default=None, help="seed for generated questions (a new problem)")
     lesson.add_argument("--solve", action="store_true", help="print every question with its answer and exit")
 
+    serve = sub.add_parser("serve", help="serve the app in a web browser on this machine (textual-serve)")
+    serve.add_argument("--port", type=int, default=8000, help="port on localhost (default 8000)")
+
     run = sub.add_parser("run", help="open the app on a program")
     run.add_argument("program", help="a .s file or a shipped sample name")
     run.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
+    for opens_app in (lesson, run, serve):  # also accepted after the command
+        opens_app.add_argument("--projector", action="store_true", default=argparse.SUPPRESS,
+                               help="classroom mode (as before the command)")
     return parser
 
 
@@ -93,6 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vizvm.cli_lessons import solve_lesson
 
         return solve_lesson(args.name, args.seed, sys.stdout)
+    if args.command == "serve":
+        from vizvm.serve import run_serve
+
+        return run_serve(args)
     from vizvm.launch import launch_app
 
     return launch_app(args)

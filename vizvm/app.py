@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
@@ -44,12 +45,15 @@ class VizVMApp(App[None]):
     """Opens the machine screen on the machine the factory builds (after the first paint)."""
 
     TITLE = "vizvm"
-    CSS_PATH = "styles/app.tcss"
+    CSS_PATH: ClassVar = ["styles/app.tcss", "styles/lesson.tcss"]
     COMMANDS: ClassVar = {MachineCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1,question_mark", "help", "Help", tooltip="Every key, with what it does", group=APP_GROUP,
                 key_display="F1"),
         Binding("ctrl+t", "change_theme", "Theme", tooltip="Pick a theme (two high-contrast projector themes)",
+                group=APP_GROUP, show=False),
+        Binding("f5", "toggle_projector", "Projector",
+                tooltip="Classroom mode: fewer, larger panels, high contrast, keys echoed on screen",
                 group=APP_GROUP, show=False),
         Binding("ctrl+s", "save_svg", "Screenshot", tooltip="Save an SVG of the screen in the current folder",
                 group=APP_GROUP, show=False),
@@ -57,20 +61,36 @@ class VizVMApp(App[None]):
     ]
 
     def __init__(self, factory: MachineFactory = default_machine, *,
-                 startup_error: tuple[str, str] | None = None, screenshot_dir: str = ".") -> None:
+                 startup_error: tuple[str, str] | None = None, screenshot_dir: str = ".", home: bool = False,
+                 lesson: str | None = None, seed: int | None = None, projector: bool = False) -> None:
         super().__init__()
         self.factory = factory
+        self.home = home
+        """Start on the lesson list (and open `lesson` from it, with `seed`) instead of the machine."""
+        self.lesson, self.seed = lesson, seed
+        self.projector = projector
+        """Classroom mode (vizvm.projector)."""
+        self.theme_before_projector = "textual-dark"
         self.startup_error = startup_error
         self.screenshot_dir = screenshot_dir
         self.register_theme(PROJECTOR_DARK)
         self.register_theme(PROJECTOR_LIGHT)
 
     def on_mount(self) -> None:
-        """Open the machine screen; show a startup problem (such as assembler errors) on top."""
-        from vizvm.screens.machine import MachineScreen
+        """Open the home or machine screen; show a startup problem (such as assembler errors) on top."""
+        if self.home:
+            from vizvm.screens.home import HomeScreen
 
-        machine, title = self.factory()
-        self.push_screen(MachineScreen(machine, title))
+            self.push_screen(HomeScreen(lesson=self.lesson, seed=self.seed))
+        else:
+            from vizvm.screens.machine import MachineScreen
+
+            machine, title = self.factory()
+            self.push_screen(MachineScreen(machine, title))
+        if self.projector:
+            from vizvm.projector import set_projector
+
+            self.call_after_refresh(set_projector, self, True)
         if self.startup_error is not None:
             from vizvm.screens.dialogs import ErrorDialog
 
@@ -85,6 +105,20 @@ class VizVMApp(App[None]):
             return
         self.push_screen(HelpScreen(command_entries(self, self.screen)))
 
+    def action_toggle_projector(self) -> None:
+        """Classroom mode on or off."""
+        from vizvm.projector import set_projector
+
+        set_projector(self, not self.projector)
+
+    async def on_event(self, event: events.Event) -> None:
+        """In classroom mode, echo each key press on screen before it is handled."""
+        if self.projector and isinstance(event, events.Key) and not event.is_forwarded:
+            from vizvm.projector import echo_key
+
+            echo_key(self, event.key, event.is_printable)
+        await super().on_event(event)
+
     def action_save_svg(self) -> None:
         """Save an SVG screenshot named after the step shown."""
         steps = getattr(getattr(self.screen, "bridge", None), "machine", None)
@@ -95,11 +129,13 @@ class VizVMApp(App[None]):
 
 def make_app(machine: Machine | None = None, *, title: str | None = None,
              factory: MachineFactory | None = None, startup_error: tuple[str, str] | None = None,
-             screenshot_dir: str = ".") -> VizVMApp:
+             screenshot_dir: str = ".", home: bool = False, lesson: str | None = None, seed: int | None = None,
+             projector: bool = False) -> VizVMApp:
     """The app as the CLI, the tests and the screenshot script build it.
 
     Pass a ready `machine`, or a `factory` that builds one after the first paint; by default the shipped
-    kernel with the default user programs.
+    kernel with the default user programs. `home` starts on the lesson list (free play uses the factory's
+    machine), opening `lesson` (name, number or file) with `seed` if given; `projector` starts in classroom mode.
     """
     if machine is not None:
         from vizvm.viewmodel import machine_title
@@ -110,4 +146,5 @@ def make_app(machine: Machine | None = None, *, title: str | None = None,
             return ready, title or machine_title(ready)
 
         factory = given
-    return VizVMApp(factory or default_machine, startup_error=startup_error, screenshot_dir=screenshot_dir)
+    return VizVMApp(factory or default_machine, startup_error=startup_error, screenshot_dir=screenshot_dir,
+                    home=home, lesson=lesson, seed=seed, projector=projector)

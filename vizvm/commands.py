@@ -35,12 +35,18 @@ class CommandEntry:
 
 
 def _bindings_of(node: DOMNode) -> list[Binding]:
-    """Every Binding declared on the node's classes, most derived first (keys split, system ones dropped)."""
+    """Every Binding declared on the node's classes, most derived first (keys split, system ones dropped).
+
+    A key a subclass binds again (the lesson screen's ``p``) hides the base class's binding of it.
+    """
     found: list[Binding] = []
+    claimed: set[str] = set()
     for cls in type(node).__mro__:
         declared = cls.__dict__.get("BINDINGS")
         if declared:
-            found.extend(b for b in Binding.make_bindings(declared) if not b.system and b.description)
+            own = list(Binding.make_bindings(declared))
+            found.extend(b for b in own if not b.system and b.description and b.key not in claimed)
+            claimed.update(b.key for b in own)
     return found
 
 

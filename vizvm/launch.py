@@ -1,4 +1,4 @@
-"""`vizvm` and `vizvm run PROGRAM`: build the machine, then the app, and run it."""
+"""`vizvm`, `vizvm lesson NAME` and `vizvm run PROGRAM`: build the machine, then the app, and run it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from engine.machine import Machine
 
 def launch_app(args: argparse.Namespace) -> int:
     """Run the app for the parsed command line; returns the process exit status.
+
+    `vizvm` starts on the lesson list, `vizvm lesson NAME` opens that lesson over it, `vizvm run` on the
+    machine screen; `--projector` starts any of them in classroom mode.
 
     A missing file is reported on stderr before the app starts. Assembler errors open the app with
     the errors in a dialog (on the default machine), so the student can fix the file and load it again.
@@ -34,6 +37,10 @@ def launch_app(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             sys.stderr.write(f"vizvm run: {error}\n")
             return 1
-    app = make_app(machine, title=title, startup_error=startup_error)
+    command = getattr(args, "command", None)
+    app = make_app(machine, title=title, startup_error=startup_error, home=command in (None, "lesson"),
+                   lesson=getattr(args, "name", None) if command == "lesson" else None,
+                   seed=getattr(args, "seed", None) if command == "lesson" else None,
+                   projector=bool(getattr(args, "projector", False)))
     app.run()
     return int(app.return_code or 0)
