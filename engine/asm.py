@@ -586,6 +586,7 @@ class _Assembler:
             labels=labels,
             source_lines={item.address: item.line for item in reversed(self.items) if item.size},
             source=self.source,
+            code=frozenset(item.address for item in self.items if item.kind == "instr"),
         )
 
     def entry_point(self) -> int:

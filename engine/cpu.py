@@ -110,6 +110,9 @@ class CPU:
         self.exit_names: frozenset[str] = frozenset()  # opcode names that exit in hardware-assisted guest mode
         self.exit_hook: Callable[[OpSpec, int, int, int, int], None] = _no_exit
         self.watch_pages: set[int] = set()  # physical pages whose stores call write_watch (BT, PT tracing)
+        self.breakpoints: frozenset[int] = frozenset()
+        self.breakpoint_pages: frozenset[int] = frozenset()
+        self.irets = 0  # returns from trap executed (natively or emulated for a guest): "step out" counts them
         self.write_watch: Callable[[int], None] = _ignore_write
         self.sensitive_hook: Callable[[OpSpec, int, int, int, int], None] | None = None  # after a SEN op ran
         self.decode_miss: Callable[[int, int], Decoded] = self._decode  # binary translation replaces this
@@ -205,12 +208,15 @@ class CPU:
                         # Recording never takes the branch above (fetch_vpn stays -1), so this is
                         # the one place a recorded step sets the step number its events carry.
                         sink.step = steps - 1
+                        if self.breakpoints and pc in self.breakpoints and steps - 1 != start:
+                            steps -= 1  # stop before a breakpoint (but never on the step we started at)
+                            break
                         if pc & 7:
                             raise Fault(Vector.ALIGNMENT, 0, pc)
                         pa = translate(pc, FETCH, self.ring == 3) if self.paging else pc
                         if mmu.phys_limit and not self.paging:
                             pa = mmu.guest_physical(pa)
-                        if fast:
+                        if fast and pc >> 12 not in self.breakpoint_pages:
                             fetch_vpn, fetch_base, fetch_key = pc >> 12, pa & PTE_FRAME_MASK, mmu.last_key
                     decoded = icache.get(pa)
                     if decoded is None:
@@ -660,12 +666,18 @@ class CPU:
     def op_invlpg(self, a: int, b: int, imm: int) -> None:
         self.mmu.flush_page((self.regs[a] + imm) & WORD_MASK)
 
+    def set_breakpoints(self, addresses: frozenset[int]) -> None:
+        """Virtual pcs before which `run` stops (checked only on pages that hold one: free elsewhere)."""
+        self.breakpoints = frozenset(addresses)
+        self.breakpoint_pages = frozenset(address >> 12 for address in self.breakpoints)
+
     def op_iret(self, a: int, b: int, imm: int) -> None:
         sp = self.regs[SP]
         error, vector, pc, flags_ring, old_sp = (
             self._load_word((sp + 4 * i) & WORD_MASK, supervisor=True) for i in range(TRAP_FRAME_WORDS))
         del error, vector  # popped and discarded, like x86's error code
         to_ring = (flags_ring >> FRAME_RING_SHIFT) & 3
+        self.irets += 1
         self.flags = flags_ring & FLAGS_WRITABLE
         self.ring = to_ring
         self.regs[SP] = old_sp

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,7 +20,7 @@ from engine.devices import (
     Timer,
 )
 from engine.events import Event
-from engine.isa import NUM_REGS, SP, WORD_MASK
+from engine.isa import NUM_REGS, PAGE_SIZE, SP, WORD_MASK
 from engine.mmu import MMU, TLB_POLICIES, Sink, split_levels
 from engine.program import Program
 
@@ -97,7 +96,7 @@ class MachineState:
     """A complete, immutable copy of the machine (see Machine.snapshot)."""
 
     config: MachineConfig
-    memory: bytes  # zlib-compressed physical memory
+    memory: tuple[bytes, ...]  # physical memory, one bytes object per 4 KiB page (unchanged pages shared)
     cpu: dict[str, Any]
     tlb: tuple[tuple[int, int], ...]
     mmu: dict[str, Any]
@@ -133,6 +132,9 @@ class Machine:
         self.cpu = CPU(self.memory, self.mmu, self.ports, self.interrupts, self.timer, self.sink)
         self.cpu.regs[SP] = cfg.memory_size
         self.programs: tuple[Program, ...] = ()
+        self.load_addresses: dict[str, int] = {}
+        """Physical address each loaded program's image was written at, by program name."""
+        self._last_pages: tuple[bytes, ...] | None = None
 
     # ------------------------------------------------------------------ loading
     def write_memory(self, address: int, data: bytes) -> None:
@@ -145,6 +147,7 @@ class Machine:
     def load_bare(self, program: Program) -> None:
         """Load a bare-metal program at its origin; it starts in ring 0 with paging off."""
         self.write_memory(program.origin, program.image)
+        self.load_addresses[program.name] = program.origin
         self.cpu.pc = program.entry
         self.programs = (program,)
 
@@ -169,6 +172,7 @@ class Machine:
         if MODULE_BASE + MODULE_STRIDE * len(modules) > memory_size:
             raise ConfigError(f"{len(modules)} modules do not fit in {memory_size:#x} bytes of memory")
         self.write_memory(base + kernel.origin, kernel.image)
+        self.load_addresses[kernel.name] = base + kernel.origin
         info = [BOOT_INFO_MAGIC, memory_size, len(modules), self.config.page_levels]
         blob = b"".join(word.to_bytes(4, "little") for word in info)
         for index, module in enumerate(modules):
@@ -176,6 +180,7 @@ class Machine:
             if len(module.image) > MODULE_STRIDE:
                 raise ConfigError(f"module {module.name} is {len(module.image)} bytes; the limit is {MODULE_STRIDE}")
             self.write_memory(base + start, module.image)
+            self.load_addresses.setdefault(module.name, base + start)
             name = module.name.rsplit("/", 1)[-1].removesuffix(".s").encode()[:MODULE_NAME_BYTES - 1]
             for word in (start, len(module.image), module.entry & WORD_MASK):
                 blob += word.to_bytes(4, "little")
@@ -252,6 +257,7 @@ class Machine:
             "paging": cpu.paging, "waiting": cpu.waiting, "halt_reason": cpu.halt_reason,
             "exit_code": cpu.exit_code, "steps": cpu.steps, "cycles": cpu.cycles,
             "instructions": cpu.instructions, "trap_counts": tuple(sorted(cpu.trap_counts.items())),
+            "irets": cpu.irets,
         }
         mmu = self.mmu
         mmu_state = {"root": mmu.root, "asid": mmu.asid, "asid_key": mmu.asid_key, "last_key": mmu.last_key,
@@ -262,14 +268,30 @@ class Machine:
             "timer_countdown": self.timer.countdown, "pending": tuple(sorted(self.interrupts.pending)),
             "power": self.power.exit_code, "port_counters": tuple(sorted(self.ports.counters.items())),
         }
-        return MachineState(self.config, zlib.compress(bytes(self.memory), 1), cpu_state,
+        return MachineState(self.config, self._memory_pages(), cpu_state,
                             tuple(mmu.tlb.items()), mmu_state, devices, mmu.rng.getstate(), self.programs)
+
+    def _memory_pages(self) -> tuple[bytes, ...]:
+        """Memory as pages, reusing the previous snapshot's page objects where nothing changed.
+
+        A checkpoint then costs one memcmp per page plus copies of the pages that changed, instead of
+        compressing all of memory: cheap enough to checkpoint often during a flat-out run.
+        """
+        memory = bytes(self.memory)
+        previous = self._last_pages
+        pages = []
+        for index in range(0, len(memory), PAGE_SIZE):
+            chunk = memory[index:index + PAGE_SIZE]
+            old = previous[index // PAGE_SIZE] if previous is not None else None
+            pages.append(old if old is not None and chunk == old else chunk)
+        self._last_pages = tuple(pages)
+        return self._last_pages
 
     def restore(self, state: MachineState) -> None:
         """Return to `state` exactly (memory, registers, TLB, devices, counters, RNG)."""
         if state.config != self.config:
             raise ConfigError("snapshot was taken on a machine with a different configuration")
-        memory = zlib.decompress(state.memory)
+        memory = b"".join(state.memory)
         if len(memory) != len(self.memory):
             raise ConfigError("snapshot memory size does not match this machine")
         self.memory[:] = memory
@@ -279,7 +301,7 @@ class Machine:
         cpu.cr0, cpu.cr2, cpu.cr3, cpu.ksp, cpu.idtr = c["cr0"], c["cr2"], c["cr3"], c["ksp"], c["idtr"]
         cpu.paging, cpu.waiting, cpu.halt_reason = c["paging"], c["waiting"], c["halt_reason"]
         cpu.exit_code, cpu.steps, cpu.cycles = c["exit_code"], c["steps"], c["cycles"]
-        cpu.instructions = c["instructions"]
+        cpu.instructions, cpu.irets = c["instructions"], c["irets"]
         cpu.trap_counts = dict(c["trap_counts"])
         cpu.base_icache.clear()
         mmu, m = self.mmu, state.mmu

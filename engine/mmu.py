@@ -146,7 +146,7 @@ class MMU:
         if gpa >= self.phys_limit:
             raise Fault(Vector.MACHINE_CHECK, 0, gpa)
         if self.nested is not None:
-            return self.nested.translate(gpa)
+            return int(self.nested.translate(gpa))
         return gpa + self.phys_base
 
     def guest_physical(self, gpa: int) -> int:
@@ -278,6 +278,46 @@ class MMU:
         if events is not None:
             events.append(TlbFill(self.sink.step, key & 0xFFFFF, key >> VPN_BITS, entry >> PAGE_SHIFT,
                                   entry & 0xFFF, len(tlb) - 1))
+
+    def probe(self, va: int) -> int | None:
+        """Physical address `va` translates to right now, or None: no TLB fill, no A/D bits, no events.
+
+        For display only (the memory mapper's "where does this address go" view).
+        """
+        entry = self.tlb.get((va >> PAGE_SHIFT) | self.asid_key)
+        if entry is not None:
+            return (entry & PTE_FRAME_MASK) | (va & 0xFFF)
+        table = self.root
+        shift = VPN_BITS + PAGE_SHIFT
+        try:
+            if self.phys_limit:
+                table = self.relocate_quietly(table)
+            for bits in self.level_bits:
+                shift -= bits
+                address = table + 4 * ((va >> shift) & ((1 << bits) - 1))
+                if address + 4 > self.mem_size:
+                    return None
+                entry = self.mem32[address >> 2]
+                if not entry & PTE_P:
+                    return None
+                table = entry & PTE_FRAME_MASK
+                if self.phys_limit:
+                    table = self.relocate_quietly(table)
+        except Fault:
+            return None
+        return table | (va & 0xFFF)
+
+    def relocate_quietly(self, gpa: int) -> int:
+        """`relocate` without events or counters (nested walks are replayed silently)."""
+        if self.nested is None:
+            return self.relocate(gpa)
+        saved, self.sink.events = self.sink.events, None
+        counters = dict(self.nested.counters)
+        try:
+            return int(self.nested.translate(gpa))
+        finally:
+            self.sink.events = saved
+            self.nested.counters = counters
 
     def entries(self) -> list[TlbEntry]:
         """The TLB contents, oldest (next victim under lru/fifo) first."""

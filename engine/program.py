@@ -25,6 +25,8 @@ class Program:
     """Address of each instruction or data item -> its 1-based source line."""
     source: str = ""
     """The full source text."""
+    code: frozenset[int] = frozenset()
+    """Addresses of the instructions (everything else in `source_lines` is data)."""
 
     @property
     def end(self) -> int:

@@ -13,6 +13,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from engine.isa import PAGE_SIZE
 from engine.machine import MachineConfig, MachineState
 from engine.program import Program
 
@@ -36,14 +37,16 @@ def _program_to_json(program: Program) -> dict[str, Any]:
     return {"name": program.name, "origin": program.origin, "image": _b64(program.image),
             "entry": program.entry, "symbols": program.symbols,
             "labels": {str(k): v for k, v in program.labels.items()},
-            "source_lines": {str(k): v for k, v in program.source_lines.items()}, "source": program.source}
+            "source_lines": {str(k): v for k, v in program.source_lines.items()}, "source": program.source,
+            "code": sorted(program.code)}
 
 
 def _program_from_json(data: dict[str, Any]) -> Program:
     return Program(str(data["name"]), int(data["origin"]), _unb64(data["image"]), int(data["entry"]),
                    {str(k): int(v) for k, v in data["symbols"].items()},
                    {int(k): str(v) for k, v in data["labels"].items()},
-                   {int(k): int(v) for k, v in data["source_lines"].items()}, str(data["source"]))
+                   {int(k): int(v) for k, v in data["source_lines"].items()}, str(data["source"]),
+                   frozenset(int(a) for a in data.get("code", ())))
 
 
 def encode_state(state: MachineState) -> bytes:
@@ -53,7 +56,7 @@ def encode_state(state: MachineState) -> bytes:
     devices["console_input"] = _b64(devices["console_input"])
     version, internal, gauss = state.rng_state
     document = {
-        "config": asdict(state.config), "memory": _b64(state.memory), "cpu": state.cpu,
+        "config": asdict(state.config), "memory": _b64(zlib.compress(b"".join(state.memory), 6)), "cpu": state.cpu,
         "tlb": state.tlb, "mmu": state.mmu, "devices": devices,
         "rng_state": [version, list(internal), gauss], "programs": [_program_to_json(p) for p in state.programs],
     }
@@ -90,9 +93,10 @@ def decode_state(data: bytes, source: str = "<bytes>") -> MachineState:
         devices["pending"] = tuple(devices["pending"])
         devices["port_counters"] = tuple(tuple(item) for item in devices["port_counters"])
         version_, internal, gauss = document["rng_state"]
-        memory = _unb64(document["memory"])
-        if len(zlib.decompress(memory)) != config.memory_size:
+        raw = zlib.decompress(_unb64(document["memory"]))
+        if len(raw) != config.memory_size:
             raise SnapshotFileError(f"{source}: memory image does not match the configured memory size")
+        memory = tuple(raw[i:i + PAGE_SIZE] for i in range(0, len(raw), PAGE_SIZE))
         return MachineState(config, memory, cpu, tuple((int(k), int(v)) for k, v in document["tlb"]), mmu,
                             devices, (version_, tuple(internal), gauss),
                             tuple(_program_from_json(p) for p in document["programs"]))

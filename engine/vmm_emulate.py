@@ -198,6 +198,7 @@ def guest_iret(hv: Hypervisor, vm: VM) -> str:
     cpu.ring = real_ring_for(vm.mode, vcpu.ring)
     cpu.regs[SP] = old_sp
     cpu.pc = pc
+    cpu.irets += 1
     hv.guest_ring_changed(vm)
     return f"return from trap to guest ring {vcpu.ring} at {pc:#x} (virtual IF = {int(vcpu.vif)})"
 
