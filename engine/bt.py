@@ -53,10 +53,8 @@ class TranslationCache:
         cpu = self.hv.machine.cpu
         if kernel:
             cpu.icache, cpu.decode_miss = self.entries, self.translate_at
-            cpu.write_watch = self.code_written
         else:
             cpu.icache, cpu.decode_miss = cpu.base_icache, cpu._decode
-        cpu.watch_pages = set(self.page_blocks)
 
     def translate_at(self, pa: int, pc: int) -> Decoded:
         """Translate the block starting at `pc` (physical `pa`) and return its first instruction."""
@@ -108,7 +106,7 @@ class TranslationCache:
         self.order.append(pa)
         for physical in pas:
             self.page_blocks.setdefault(physical >> PAGE_SHIFT, set()).add(pa)
-        cpu.watch_pages = set(self.page_blocks)
+        hv.update_watch()
         if record:
             vm.count("bt_blocks")
             vm.count("bt_instructions", len(pas))
@@ -148,7 +146,7 @@ class TranslationCache:
                 if other is not None:
                     other.discard(start)
         self.order = [start for start in self.order if start in self.blocks]
-        self.hv.machine.cpu.watch_pages = set(self.page_blocks)
+        self.hv.update_watch()
         if starts:
             self.vm.count("bt_invalidations")
             self.hv._record(BtInvalidated(self.hv.machine.sink.step, self.vm.vm_id, page, len(starts)))

@@ -11,6 +11,7 @@ nanobenchmarks (ASPLOS 2006, a Pentium 4 with first-generation VT-x; see
 | call/ret | 11 / 51 / 11 | BT adds `bt_indirect_branch` to call, ret and indirect jumps in translated code |
 | divzero | 889 / 3223 / 1014 | BT and trap-and-emulate reflect through the VMM; HW delivers in the guest |
 | pgfault | 1093 / 3927 / 11242 | first-generation VT-x exits on page faults (the default exception bitmap) |
+| ptemod | ~1 / 391 / 12733 | shadow paging traces each guest page-table write: `bt_ptemod`, `vmm_trap`, `hw_exit` |
 
 Trap-and-emulate is not in the paper: its world switch (`vmm_trap`) uses the ~2000-cycle exit cost
 measured by SplitX (Landau et al. 2011). Every number can be changed: pass a CostModel to the VMM.
@@ -43,6 +44,8 @@ class CostModel:
     """A translated sensitive or privileged instruction calling into the VMM (no trap)."""
     bt_indirect_branch: int = 40
     """call, ret and indirect jumps in translated code look up their target in the cache."""
+    bt_ptemod: int = 391
+    """BT: a guest page-table write caught by adaptive translation (Adams-Agesen 'ptemod')."""
     bt_syscall: int = 2000
     """BT: a system call and its return are intercepted by the VMM."""
     hypercall: int = 250

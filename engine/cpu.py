@@ -114,6 +114,7 @@ class CPU:
         self.breakpoint_pages: frozenset[int] = frozenset()
         self.irets = 0  # returns from trap executed (natively or emulated for a guest): "step out" counts them
         self.write_watch: Callable[[int], None] = _ignore_write
+        self.delivery_fault_hook: Callable[[int, int], bool] | None = None  # (address, error) -> resolved?
         self.sensitive_hook: Callable[[OpSpec, int, int, int, int], None] | None = None  # after a SEN op ran
         self.decode_miss: Callable[[int, int], Decoded] = self._decode  # binary translation replaces this
         self._handlers: dict[int, Handler] = {
@@ -304,6 +305,21 @@ class CPU:
         self.trap_counts[vector] = self.trap_counts.get(vector, 0) + 1
         self.cycles += TRAP_DELIVERY_CYCLES
         cause = VECTOR_DESCRIPTIONS.get(vector, f"vector {vector}")
+        for _attempt in range(4):  # a VMM may resolve a fault hit while delivering (e.g. a shadow miss)
+            try:
+                return self._deliver_once(vector, error_code, address, fault_pc, return_pc, from_ring, cause)
+            except Fault as problem:
+                self.ring = from_ring
+                if not (problem.vector == Vector.PAGE_FAULT and self.delivery_fault_hook is not None
+                        and self.delivery_fault_hook(problem.address, problem.error_code)):
+                    detail = (f"{VECTOR_DESCRIPTIONS.get(problem.vector, problem.vector)} at {problem.address:#x}"
+                              " while delivering a trap")
+                    self.halt(f"triple fault: {detail}", 3)
+                    return
+        self.halt("triple fault: repeated faults while delivering a trap", 3)
+
+    def _deliver_once(self, vector: int, error_code: int, address: int, fault_pc: int, return_pc: int,
+                      from_ring: int, cause: str) -> None:
         try:
             self.ring = 0
             handler = self._load_word(self.idtr + 4 * vector, supervisor=True)
@@ -315,12 +331,9 @@ class CPU:
             base = (sp - 4 * TRAP_FRAME_WORDS) & WORD_MASK
             for i, word in enumerate(frame):
                 self._store_word(base + 4 * i, word, supervisor=True)
-        except (Fault, BusError, _TripleFault) as problem:
+        except (BusError, _TripleFault) as problem:
             self.ring = from_ring
-            detail = str(problem) if not isinstance(problem, Fault) else (
-                f"{VECTOR_DESCRIPTIONS.get(problem.vector, problem.vector)} at {problem.address:#x}"
-                " while delivering a trap")
-            self.halt(f"triple fault: {detail}", 3)
+            self.halt(f"triple fault: {problem}", 3)
             return
         self.regs[SP] = base
         self.flags &= ~IF

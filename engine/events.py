@@ -377,10 +377,23 @@ class NestedCacheHit(Event):
     hpa: int
 
 
+@dataclass(frozen=True, slots=True)
+class ShadowUpdate(Event):
+    """The VMM changed a shadow page table: filled an entry, dropped stale ones, or made a new root."""
+
+    kind: ClassVar[str] = "shadow"
+    vm: int
+    action: str  # "fill", "resync", "switch"
+    va: int
+    guest_entry: int
+    shadow_entry: int
+    shadow_address: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     InstructionExecuted, TrapTaken, TrapReturn, PageWalkRead, PteUpdate, TlbLookup, TlbFill, TlbEvict,
     TlbFlush, MemoryAccess, PortIO, ControlRegisterWrite, InterruptRaised, MachineHalted,
     VmExit, VmEntry, Emulated, Reflected, FidelityViolation, HypercallMade, BtTranslated, BtBlockEntered,
-    BtInvalidated, VmSwitched, VmStopped, NestedCacheHit,
+    BtInvalidated, VmSwitched, VmStopped, NestedCacheHit, ShadowUpdate,
 )
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)

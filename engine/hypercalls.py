@@ -88,7 +88,10 @@ def _mmu_update(hv: Hypervisor, vm: VM, a: tuple[int, ...]) -> Result:
         if value & PTE_P and (value & PTE_FRAME_MASK) + PAGE_SIZE > vm.size:
             return ("mmu_update", done, f"stopped at entry {index}: frame {value & PTE_FRAME_MASK:#x} "
                     "is not the guest's", done)
-        hv.machine.write_memory(mmu.relocate(entry_gpa), value.to_bytes(4, "little"))
+        target = mmu.relocate(entry_gpa)
+        hv.machine.write_memory(target, value.to_bytes(4, "little"))
+        if vm.shadow is not None:
+            vm.shadow.guest_entry_written(target)
         done += 1
     return "mmu_update", done, f"{done} page-table entries written", done
 

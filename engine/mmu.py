@@ -107,6 +107,7 @@ class MMU:
         self.phys_limit = 0
         self.nested: Any = None  # engine.nested.NestedPaging while a VM runs with nested paging
         self.walk_dimension = "native"  # how this MMU's own walks are labelled (guest, shadow)
+        self.walk_relocates = True  # False while walking shadow tables, which already hold host addresses
         self.counters = {"tlb_hits": 0, "tlb_misses": 0, "walks": 0, "pte_reads": 0, "page_faults": 0}
 
     # ----------------------------------------------------------------- cr3 and flushes
@@ -212,7 +213,7 @@ class MMU:
         self.counters["walks"] += 1
         events = self.sink.events
         mem32 = self.mem32
-        relocating = self.phys_limit != 0
+        relocating = self.phys_limit != 0 and self.walk_relocates
         table = self.relocate(self.root) if relocating else self.root
         shift = VPN_BITS + PAGE_SHIFT
         writable = user_ok = True
@@ -289,8 +290,9 @@ class MMU:
             return (entry & PTE_FRAME_MASK) | (va & 0xFFF)
         table = self.root
         shift = VPN_BITS + PAGE_SHIFT
+        relocating = self.phys_limit != 0 and self.walk_relocates
         try:
-            if self.phys_limit:
+            if relocating:
                 table = self.relocate_quietly(table)
             for bits in self.level_bits:
                 shift -= bits
@@ -301,7 +303,7 @@ class MMU:
                 if not entry & PTE_P:
                     return None
                 table = entry & PTE_FRAME_MASK
-                if self.phys_limit:
+                if relocating:
                     table = self.relocate_quietly(table)
         except Fault:
             return None

@@ -36,7 +36,7 @@ def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
 
 def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_USER_PROGRAMS,
                  bare: Program | None = None, config: MachineConfig | None = None,
-                 costs: CostModel | None = None) -> System:
+                 costs: CostModel | None = None, memory_mode: str = "relocation", host_levels: int = 4) -> System:
     """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -53,7 +53,8 @@ def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_
     else:
         kernel = paravirtual_kernel() if mode == "pv" else assemble_shipped(KERNEL_NAME)
         guest = GuestSpec(kernel, _programs(user_programs))
-    return Hypervisor(mode, [guest], guest_memory=config.memory_size, config=config, costs=costs)
+    return Hypervisor(mode, [guest], guest_memory=config.memory_size, config=config, costs=costs,
+                      memory_mode=memory_mode, host_levels=host_levels)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from engine.machine import Machine, MachineConfig, MachineState, StepResult
 from engine.mmu import READ, Fault
 from engine.nested import NestedPaging, host_table_space
 from engine.program import Program
+from engine.shadow import ShadowPaging
 from engine.vmm_emulate import (
     GuestTripleFault,
     VCpu,
@@ -52,7 +53,9 @@ from engine.vmm_emulate import (
 )
 
 MODES = ("native", "trap", "bt", "pv", "hw")
-MEMORY_MODES = ("relocation", "nested")
+MEMORY_MODES = ("relocation", "nested", "shadow")
+SHADOW_TABLE_SPACE = 64 * PAGE_SIZE
+SHADOW_HW_EXITS = frozenset({"MOVCR", "MOVRC", "INVLPG", "TLBFLUSH"})  # first-generation VT-x with shadow paging
 VMM_MODES = MODES[1:]
 MODE_TITLES = {"native": "native", "trap": "trap-and-emulate", "bt": "binary translation",
                "pv": "paravirtualization", "hw": "hardware assist"}
@@ -96,6 +99,7 @@ class VM:
     counters: dict[str, int] = field(default_factory=dict)
     bt: TranslationCache | None = None
     nested: NestedPaging | None = None
+    shadow: ShadowPaging | None = None
 
     @property
     def console_text(self) -> str:
@@ -127,15 +131,17 @@ class Hypervisor:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
         base_config = config or MachineConfig()
         guests_end = VMM_RESERVED + guest_memory * len(guests)
-        table_space = host_table_space(host_levels, guest_memory // PAGE_SIZE) if memory_mode == "nested" else 0
+        table_space = {"nested": host_table_space(host_levels, guest_memory // PAGE_SIZE),
+                       "shadow": SHADOW_TABLE_SPACE + (4 << 20 if base_config.page_levels == 1 else 0)
+                       }.get(memory_mode, 0)
         host_size = guests_end + table_space * len(guests)
         from dataclasses import replace
         self.machine = Machine(replace(base_config, memory_size=host_size).validate())
         self.mode = mode
         self.costs = costs or CostModel()
         self.quantum = quantum
-        self.hw_exits = hw_exits
         self.memory_mode = memory_mode
+        self.hw_exits = hw_exits | (SHADOW_HW_EXITS if memory_mode == "shadow" else frozenset())
         if exception_bitmap is None:  # with nested paging (EPT) guest page faults no longer need to exit
             exception_bitmap = frozenset() if memory_mode == "nested" else DEFAULT_EXCEPTION_BITMAP
         self.exception_bitmap = exception_bitmap
@@ -159,12 +165,19 @@ class Hypervisor:
                                          cache_entries=nested_cache)
                 for page in range(guest_memory // PAGE_SIZE):
                     vm.nested.map_page(page * PAGE_SIZE, vm.base + page * PAGE_SIZE)
+            if memory_mode == "shadow":
+                start = guests_end + index * table_space
+                vm.shadow = ShadowPaging(self, vm, levels=base_config.page_levels, table_base=start,
+                                         table_limit=start + table_space)
             self.vms.append(vm)
         self.machine.programs = tuple(p for g in guests for p in (g.kernel, *g.modules))
         self.current = self.vms[0]
         self.slice_used = 0
         cpu = self.machine.cpu
         cpu.trap_hook = self._on_trap
+        cpu.write_watch = self._on_watched_write
+        if memory_mode == "shadow":
+            cpu.delivery_fault_hook = self._delivery_fault
         cpu.port_io_cycles = 0  # guest port I/O never reaches a physical device
         if mode == "pv":
             cpu.hypercall_hook = self._on_hypercall
@@ -268,9 +281,10 @@ class Hypervisor:
             prefix = f"vm{vm.vm_id}." if len(self.vms) > 1 else ""
             for name, value in vm.counters.items():
                 counts[prefix + name] = value
-            if vm.nested is not None:
-                for name, value in vm.nested.counters.items():
-                    counts[prefix + name] = value
+            for part in (vm.nested, vm.shadow):
+                if part is not None:
+                    for name, value in part.counters.items():
+                        counts[prefix + name] = value
         return counts
 
     # ------------------------------------------------------------------ scheduling
@@ -316,11 +330,13 @@ class Hypervisor:
         cpu.pc = vm.pc
         mmu.phys_base, mmu.phys_limit = vm.base, vm.size
         mmu.nested = vm.nested
-        mmu.walk_dimension = "guest"
+        mmu.walk_dimension = "guest" if vm.shadow is None else "shadow"
+        mmu.walk_relocates = vm.shadow is None
         cpu.cr0, cpu.cr2, cpu.cr3 = vcpu.cr0, vcpu.cr2, vcpu.cr3
         cpu.paging = bool(vcpu.cr0 & CR0_PG)
-        mmu.load_cr3(vcpu.cr3)
+        self.load_guest_cr3(vm, vcpu.cr3)
         mmu.flush_all("vm-switch")
+        self.update_watch()
         timer.interval, timer.countdown = vm.timer_interval, vm.timer_countdown
         machine.interrupts.pending.clear()
         if self.mode == "hw":
@@ -351,11 +367,49 @@ class Hypervisor:
     # ------------------------------------------------------------------ guest memory from the VMM
     def guest_load(self, va: int) -> int:
         """A word of guest memory read by the VMM through the guest's own mappings (supervisor)."""
+        shadow = self.current.shadow
+        if shadow is not None:  # walk the guest's tables in software: never fault on a missing shadow
+            return self.machine.read_word(shadow.guest_translate(va, False))
         return self.machine.cpu._load_word(va, supervisor=True)
 
     def guest_store(self, va: int, value: int) -> None:
         """A word of guest memory written by the VMM through the guest's own mappings (supervisor)."""
+        shadow = self.current.shadow
+        if shadow is not None:
+            hpa = shadow.guest_translate(va, True)
+            self.machine.write_memory(hpa, (value & WORD_MASK).to_bytes(4, "little"))
+            shadow.guest_entry_written(hpa)
+            return
         self.machine.cpu._store_word(va, value, supervisor=True)
+
+    def load_guest_cr3(self, vm: VM, value: int) -> None:
+        """The guest loaded cr3: the MMU walks its tables (relocated or nested), or their shadow."""
+        mmu = self.machine.mmu
+        if vm.shadow is not None:
+            mmu.load_cr3(vm.shadow.root_for(value))
+        else:
+            mmu.load_cr3(value)
+
+    def update_watch(self) -> None:
+        """Pages whose stores the VMM must see: translated code (BT) and traced guest page tables (shadow)."""
+        vm, cpu = self.current, self.machine.cpu
+        pages: set[int] = set()
+        if vm.bt is not None:
+            pages |= vm.bt.page_blocks.keys()
+        if vm.shadow is not None:
+            pages |= vm.shadow.guest_pages
+        cpu.watch_pages = pages
+
+    def _on_watched_write(self, pa: int) -> None:
+        vm = self.current
+        if vm.shadow is not None and vm.shadow.guest_entry_written(pa):
+            self._exit(vm, {"hw": "vm-exit", "bt": "callout"}.get(self.mode, "trap"), "guest page-table write",
+                       (self.machine.cpu.pc - 8) & WORD_MASK)
+            self._charge(vm, {"hw": self.costs.hw_exit, "bt": self.costs.bt_ptemod}.get(
+                self.mode, self.costs.vmm_trap + self.costs.emulate))
+            self._entry(vm)
+        if vm.bt is not None and pa >> 12 in vm.bt.page_blocks:
+            vm.bt.code_written(pa)
 
     def guest_ring_changed(self, vm: VM) -> None:
         """Binary translation runs guest-kernel code from the translation cache, user code directly."""
@@ -436,6 +490,8 @@ class Hypervisor:
                        fault_pc)
             self.stop_vm(vm, f"guest touched guest-physical address {address:#x}, outside its "
                              f"{vm.size:#x} bytes: stopped by the VMM", 4)
+            return True
+        if vector == Vector.PAGE_FAULT and vm.shadow is not None and self._shadow_fault(vm, error, address, fault_pc):
             return True
         if self.mode == "hw":
             return self._hw_trap(vm, vector, fault_pc)
@@ -591,6 +647,49 @@ class Hypervisor:
         if vm.stop_reason is None:
             self._entry(vm)
 
+    def _shadow_fault(self, vm: VM, error: int, address: int, pc: int) -> bool:
+        """A real page fault on the shadow tables. Hidden: fixed here (True). True: the guest must see it."""
+        assert vm.shadow is not None
+        via = "vm-exit" if self.mode == "hw" else "trap"
+        self._exit(vm, via, "page fault on the shadow page table", pc)
+        self._charge(vm, self.costs.hw_exit if self.mode == "hw" else self.costs.vmm_trap)
+        try:
+            hidden, guest_error = vm.shadow.handle_fault(address, error)
+        except Fault:
+            self.stop_vm(vm, f"guest page tables point outside its memory (at {address:#x})", 4)
+            return True
+        if hidden:
+            vm.count("hidden_page_faults")
+            self._entry(vm)
+            return True
+        vm.count("true_page_faults")
+        cpu = self.machine.cpu
+        cpu.cr2 = vm.vcpu.cr2 = address
+        if self.mode == "hw":  # inject it through the guest's own trap table, with the guest's error code
+            cpu.trap_hook = None
+            try:
+                cpu._deliver(Vector.PAGE_FAULT, guest_error, address, pc, pc)
+            finally:
+                cpu.trap_hook = self._on_trap
+        else:
+            self._reflect(vm, Vector.PAGE_FAULT, guest_error, address, pc)
+        self._entry(vm)
+        return True
+
+    def _delivery_fault(self, address: int, error: int) -> bool:
+        """A page fault while the CPU delivered a trap (pushing the frame): a shadow miss is fixed here."""
+        vm = self.current
+        if vm.shadow is None:
+            return False
+        try:
+            hidden, _ = vm.shadow.handle_fault(address, error)
+        except Fault:
+            return False
+        if hidden:
+            vm.count("hidden_page_faults")
+            self._charge(vm, self.costs.hw_exit if self.mode == "hw" else self.costs.vmm_trap)
+        return hidden
+
     def _hw_trap(self, vm: VM, vector: int, fault_pc: int) -> bool:
         if vector in (Vector.TIMER, Vector.DEVICE):
             self._exit(vm, "vm-exit", "external interrupt", fault_pc)
@@ -629,11 +728,12 @@ class Hypervisor:
                 vm.stop_reason, vm.exit_code, tuple(sorted(vm.counters.items())),
                 (v.ring, v.vif, v.cr0, v.cr2, v.cr3, v.ksp, v.idtr, tuple(sorted(v.pending))),
                 vm.bt.state() if vm.bt is not None else None,
-                vm.nested.state() if vm.nested is not None else None)
+                vm.nested.state() if vm.nested is not None else None,
+                vm.shadow.state() if vm.shadow is not None else None)
 
     def _restore_vm(self, vm: VM, saved: tuple[Any, ...]) -> None:
         (regs, vm.pc, vm.flags, vm.timer_interval, vm.timer_countdown, console, vm.stop_reason, vm.exit_code,
-         counters, vcpu, bt_state, nested_state) = saved
+         counters, vcpu, bt_state, nested_state, shadow_state) = saved
         vm.regs = list(regs)
         vm.console = bytearray(console)
         vm.counters = dict(counters)
@@ -644,4 +744,6 @@ class Hypervisor:
             vm.bt.restore(bt_state)
         if vm.nested is not None:
             vm.nested.restore(nested_state)
+        if vm.shadow is not None:
+            vm.shadow.restore(shadow_state)
 

@@ -118,6 +118,8 @@ def emulate(hv: Hypervisor, vm: VM, spec: OpSpec, a: int, b: int, imm: int, pc: 
     if name == "MOVCR":
         return _write_cr(hv, vm, imm, regs[b])
     if name == "MOVRC":
+        if vm.mode == "hw":  # in guest mode the real registers hold the guest's state (cr3 is shadowed)
+            vcpu.cr0, vcpu.cr2, vcpu.ksp = cpu.cr0, cpu.cr2, cpu.ksp
         regs[a] = vcpu.control_register(imm)
         return f"read virtual {CR(imm).name.lower()} = {regs[a]:#x}"
     if name == "TLBFLUSH":
@@ -162,13 +164,17 @@ def _write_cr(hv: Hypervisor, vm: VM, number: int, value: int) -> str:
         return f"virtual cr0 = {value:#x} (paging {'on' if cpu.paging else 'off'})"
     if register is CR.CR2:
         vcpu.cr2 = value
+        if vm.mode == "hw":
+            cpu.cr2 = value
         return f"virtual cr2 = {value:#x}"
     if register is CR.CR3:
         vcpu.cr3 = value
         cpu.cr3 = value
-        mmu.load_cr3(value)  # guest-physical root; the MMU relocates it into the VM's memory
+        hv.load_guest_cr3(vm, value)  # relocated, nested, or switched to this root's shadow tables
         return f"virtual cr3 = {value:#x}: address space switched"
     vcpu.ksp = value
+    if vm.mode == "hw":
+        cpu.ksp = value
     return f"virtual kernel stack pointer = {value:#x}"
 
 

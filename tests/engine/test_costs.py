@@ -39,3 +39,8 @@ def test_costs_are_adjustable() -> None:
     bench = next(b for b in BENCHMARKS if b.name == "in")
     cheap_exits = CostModel(hw_exit=10)
     assert cost_per_operation("hw", bench, 5, cheap_exits) < cost_per_operation("native", bench, 5)
+
+
+def test_page_table_writes_native_much_less_than_bt_much_less_than_hw(costs: dict[str, dict[str, float]]) -> None:
+    c = costs["ptemod"]
+    assert c["native"] * 20 < c["bt"] and c["bt"] * 10 < c["hw"]
