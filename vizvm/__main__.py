@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
-from engine.vmm import MODES
+from engine.vmm import MEMORY_MODES, MODES
 from vizvm import __version__
 
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--modes", default=",".join(MODES), help=f"comma-separated (default {','.join(MODES)})")
     compare.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
     compare.add_argument("--steps", type=int, default=5_000_000, help="maximum steps per mode (default 5000000)")
+    for sub_parser in (trace, compare):
+        sub_parser.add_argument("--memory", choices=MEMORY_MODES, default="relocation",
+                                help="how the VMM virtualizes guest memory: relocation (one bounded region, "
+                                     "the default), shadow (shadow page tables) or nested (two-dimensional walks)")
 
     lessons = sub.add_parser("lessons", help="list the shipped lessons, or check lessons headless")
     lessons.add_argument("action", nargs="?", choices=["list", "check"], default="list",
@@ -81,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vizvm` console script."""
     args = build_parser().parse_args(argv)
+    if args.command in ("asm", "trace", "compare", "lessons") and hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `vizvm trace | head` ends quietly, like any CLI tool
     if args.command == "asm":
         from vizvm.cli_asm import run_asm
 

@@ -11,13 +11,16 @@ from engine.vmm import MODE_TITLES, MODES
 from vizvm.cli_trace import build_machine
 
 ROWS = ("guest instructions", "steps", "traps", "exits to the VMM", "emulated", "reflected", "hypercalls",
-        "bt_blocks", "bt_hits", "fidelity_violations", "cycles")
+        "bt_blocks", "bt_hits", "fidelity_violations", "page-table references", "hidden_faults", "pt_writes_traced",
+        "cycles")
 BAR_WIDTH = 24
 
 
 def _value(result: ModeResult, row: str) -> int:
     if row == "steps":
         return result.steps
+    if row == "page-table references":
+        return result.counters.get("pte_reads", 0) + result.counters.get("host_pte_reads", 0)
     if row == "traps":
         return result.counters.get("traps", 0) + result.counters.get("reflected", 0)
     return result.figure(row)
@@ -34,8 +37,8 @@ def run_compare(args: argparse.Namespace, out: TextIO) -> int:
               file=sys.stderr)
         return 1
     try:
-        results = run_modes(modes, lambda mode: build_machine(args.program, under_kernel=args.kernel, mode=mode),
-                            args.steps)
+        results = run_modes(modes, lambda mode: build_machine(args.program, under_kernel=args.kernel, mode=mode,
+                                                              memory_mode=args.memory), args.steps)
     except AsmErrors as errors:
         print(errors, file=sys.stderr)
         return 1

@@ -20,23 +20,25 @@ from engine.worlds import WorldTracker
 TRACE_FORMAT_VERSION = 1
 
 
-def build_machine(program: str | None, *, under_kernel: bool, seed: int = 0, mode: str = "native") -> System:
+def build_machine(program: str | None, *, under_kernel: bool, seed: int = 0, mode: str = "native",
+                  memory_mode: str = "relocation") -> System:
     """The system `vizvm trace`/`run`/`compare` mean by PROGRAM in `mode` (see `vizvm trace --help`)."""
     from engine.asm import assemble_file
 
     config = MachineConfig(seed=seed)
+    memory = {"memory_mode": memory_mode} if mode != "native" else {}
     if program is None:
-        return build_system(mode, user_programs=DEFAULT_USER_PROGRAMS, config=config)
+        return build_system(mode, user_programs=DEFAULT_USER_PROGRAMS, config=config, **memory)  # type: ignore[arg-type]
     path = Path(program)
     if not path.is_file() and program in sample_names():
-        return build_system(mode, user_programs=(program,), config=config)
+        return build_system(mode, user_programs=(program,), config=config, **memory)  # type: ignore[arg-type]
     if not path.is_file():
         raise FileNotFoundError(f"{program}: no such file, and not a shipped sample "
                                 f"(samples: {', '.join(sample_names())})")
     assembled = assemble_file(path)
     if under_kernel:
-        return build_system(mode, user_programs=(assembled,), config=config)
-    return build_system(mode, bare=assembled, config=config)
+        return build_system(mode, user_programs=(assembled,), config=config, **memory)  # type: ignore[arg-type]
+    return build_system(mode, bare=assembled, config=config, **memory)  # type: ignore[arg-type]
 
 
 def summary(machine: System, mode: str = "native") -> dict[str, Any]:
@@ -61,7 +63,8 @@ def run_trace(args: argparse.Namespace, out: TextIO) -> int:
     from engine.asm import AsmErrors
 
     try:
-        machine = build_machine(args.program, under_kernel=args.kernel, seed=args.seed, mode=args.mode)
+        machine = build_machine(args.program, under_kernel=args.kernel, seed=args.seed, mode=args.mode,
+                                memory_mode=args.memory)
     except AsmErrors as errors:
         print(errors, file=sys.stderr)
         return 1
