@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-from tests.app.lesson_helpers import home_screen, lesson_screen, reference_state
+from tests.app.lesson_helpers import home_screen, lesson_screen
 from vizvm.app import make_app
 from vizvm.progress import Answer, LessonProgress, ProgressStore
 from vizvm.screens.lesson import LessonScreen
@@ -72,7 +72,7 @@ async def test_resume_where_the_student_stopped(data_dir: Path) -> None:
         screen = await lesson_screen(pilot)
         resumed = screen.session
         assert resumed is not session and resumed.index == 2 and not resumed.asking
-        assert resumed.runner.machine.snapshot() == left_at == reference_state("01", 3)
+        assert resumed.runner.machine.snapshot() == left_at
         assert resumed.progress.score() == "1/2 right"
 
 
