@@ -92,7 +92,8 @@ async def test_home_lists_lessons_and_opens_free_play() -> None:
         first = home.entries[0]
         assert first.lesson is not None
         row = table.get_row(str(first.path))
-        assert row[1] == first.lesson.title and row[3] == str(first.lesson.minutes) and row[4] == "not started"
+        assert row[1] == first.lesson.title and row[2] == str(first.lesson.minutes) and row[3] == "not started"
+        assert row[5] == ", ".join(first.lesson.topics)
         assert table.cursor_row == 1, "the cursor starts on the first lesson"
         await pilot.press("f")
         await pilot.pause()

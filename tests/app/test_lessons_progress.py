@@ -67,7 +67,7 @@ async def test_resume_where_the_student_stopped(data_dir: Path) -> None:
         home = await home_screen(pilot)
         table = home.query_one(DataTable)
         row = table.get_row(str(session.lesson.path))
-        assert row[4] == "step 3 of 5" and row[5] == "1/2 right"
+        assert row[3] == "step 3 of 5" and row[4] == "1/2 right"
         home.action_open()  # the cursor is still on lesson 1
         screen = await lesson_screen(pilot)
         resumed = screen.session
@@ -90,11 +90,11 @@ async def test_done_and_restart(data_dir: Path) -> None:
         screen.action_leave()
         home = await home_screen(pilot)
         key = str(session.lesson.path)
-        assert home.query_one(DataTable).get_row(key)[4] == "done ✓"
+        assert home.query_one(DataTable).get_row(key)[3] == "done ✓"
         home.query_one(DataTable).move_cursor(row=home.query_one(DataTable).get_row_index(key))
         home.action_forget()
         await pilot.pause()
-        assert home.query_one(DataTable).get_row(key)[4] == "not started"
+        assert home.query_one(DataTable).get_row(key)[3] == "not started"
 
 
 async def test_damaged_progress_file_is_reported_in_the_app(data_dir: Path) -> None:

@@ -105,7 +105,7 @@ class HomeScreen(Screen[None]):
     def on_mount(self) -> None:
         """Fill the table, report a damaged progress file, open a lesson asked for on the command line."""
         table = self.query_one(DataTable)
-        table.add_columns("#", "Lesson", "Topics", "Min", "Progress", "Score")
+        table.add_columns("#", "Lesson", "Min", "Progress", "Score", "Topics")
         self.fill()
         if self.store.problem:
             self.notify(self.store.problem, title="Progress file", severity="warning", timeout=10)
@@ -118,19 +118,20 @@ class HomeScreen(Screen[None]):
         table = self.query_one(DataTable)
         row = table.cursor_row
         table.clear()
-        table.add_row("▶", Text("Free play", style="bold"), "the shipped kernel, every panel", "-", "-", "-",
+        table.add_row("▶", Text("Free play", style="bold"), "-", "-", "-", "the shipped kernel, every panel",
                       key=FREE_PLAY)
         for entry in self.entries:
             number = entry.path.stem.split("-", 1)[0]
             if entry.lesson is None:
-                table.add_row(number, Text(f"{entry.path.name} (does not load)"), "", "", "error", "",
+                table.add_row(number, Text(f"{entry.path.name} (does not load)"), "", "error", "", "",
                               key=str(entry.path))
                 continue
             saved = self.store.get(entry.lesson.name)
             progress = "not started" if saved is None else saved.summary()
             score = "-" if saved is None else saved.score()
-            table.add_row(number, entry.lesson.title, ", ".join(entry.lesson.topics), str(entry.lesson.minutes),
-                          "done ✓" if progress == "done" else progress, score, key=str(entry.path))
+            table.add_row(number, entry.lesson.title, str(entry.lesson.minutes),
+                          "done ✓" if progress == "done" else progress, score, ", ".join(entry.lesson.topics),
+                          key=str(entry.path))
         table.move_cursor(row=min(max(row, 1 if self.entries else 0), table.row_count - 1))
         self._describe()
 
@@ -155,7 +156,9 @@ class HomeScreen(Screen[None]):
         elif entry.lesson is None:
             summary.update(Text(entry.error))
         else:
-            summary.update(Text(entry.lesson.summary))
+            lesson = entry.lesson
+            summary.update(Text(f"{lesson.summary}\n{len(lesson.steps)} steps · about {lesson.minutes} minutes · "
+                                f"topics: {', '.join(lesson.topics)}"))
 
     @on(DataTable.RowSelected)
     def _row_selected(self) -> None:
