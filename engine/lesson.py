@@ -110,6 +110,10 @@ class MachineSetup:
     config: MachineConfig = field(default_factory=MachineConfig)
     mode: str = "native"
     """native, or a VMM mode: trap, bt, pv, hw."""
+    memory_mode: str = "relocation"
+    """How a VMM virtualizes guest memory: relocation, shadow or nested."""
+    host_levels: int = 4
+    """Levels of the host's page tables under nested paging."""
 
 
 @dataclass(frozen=True)
@@ -246,8 +250,15 @@ def _string_list(reader: _Reader, name: str) -> list[str]:
 def _machine_setup(reader: _Reader) -> MachineSetup:
     config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "timer_interval",
                      "seed", "console_input")
-    reader.check_known(("kernel", "programs", "program", "source", "mode", *config_fields))
+    reader.check_known(("kernel", "programs", "program", "source", "mode", "memory_mode", "host_levels",
+                        *config_fields))
     mode = reader.choice("mode", MODES, "native")
+    memory_mode = reader.choice("memory_mode", ("relocation", "shadow", "nested"), "relocation")
+    host_levels = reader.get("host_levels", int, 4)
+    if not 1 <= host_levels <= 4:
+        raise reader.error("host_levels", "must be 1..4")
+    if mode == "native" and (memory_mode != "relocation" or "host_levels" in reader.table):
+        raise reader.error("memory_mode", "memory virtualization needs a VMM: set 'mode' to trap, bt, pv or hw")
     kernel = reader.get("kernel", bool, False)
     programs = tuple(_string_list(reader, "programs"))
     program = reader.get("program", str)
@@ -270,7 +281,8 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     except ConfigError as error:
         name = str(error).split(" ", 1)[0]
         raise reader.error(name if name in config_fields else "machine", str(error)) from None
-    return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config, mode)
+    return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config, mode,
+                        memory_mode, host_levels)
 
 
 def _step(reader: _Reader, machine: MachineSetup) -> LessonStep:

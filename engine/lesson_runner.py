@@ -36,16 +36,17 @@ def build_lesson_machine(lesson: Lesson) -> System:
             return name
         return assemble_file(base / name)
 
+    memory = {"memory_mode": setup.memory_mode, "host_levels": setup.host_levels} if setup.mode != "native" else {}
     if setup.kernel:
         return build_system(setup.mode, user_programs=[program(name) for name in setup.programs],
-                            config=setup.config)
+                            config=setup.config, **memory)  # type: ignore[arg-type]
     if setup.source is not None:
         bare = assemble(setup.source, f"{lesson.path.name}[machine.source]")
     else:
         assert setup.program is not None
         chosen = program(setup.program)
         bare = assemble_shipped(chosen) if isinstance(chosen, str) else chosen
-    return build_system(setup.mode, bare=bare, config=setup.config)
+    return build_system(setup.mode, bare=bare, config=setup.config, **memory)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
