@@ -168,6 +168,12 @@ async def test_focus_highlights_panels_and_items() -> None:
         timeline = screen.query_one(TrapTimeline)
         assert timeline.has_class("-lesson-focus") and timeline.selected == -1
         assert not screen.query_one("#code").has_class("-lesson-focus")
+        await pilot.resize_terminal(100, 30)  # the compact layout recomposes the panels
+        await pilot.pause()
+        await pilot.pause()
+        assert screen.compact and screen.query_one(TrapTimeline).has_class("-lesson-focus")
+        assert screen.query_one(CpuPanel).has_class("-lesson-focus")
+        assert "step 3 of 5" in str(screen.query_one("#lesson").border_title)
 
 
 async def test_virtualized_lesson_runs_to_the_end() -> None:

@@ -89,17 +89,27 @@ class LessonScreen(MachineScreen):
             self.set_focus(None)
         self.refresh_bindings()
 
-    def _highlight(self) -> None:
+    def _focus_items(self) -> dict[str, list[str]]:
+        """Widget id -> the items named for it (``cpu:ring`` -> ``{"cpu": ["ring"]}``) for the shown step."""
         items: dict[str, list[str]] = {}
         for entry in self.session.step.focus:
             name, _, item = entry.partition(":")
             items.setdefault(FOCUS_PANELS[name], []).append(item)
+        return items
+
+    def _mark_focus(self) -> None:
+        """Accent border and a subtitle naming the items on the focused panels (again after a recompose)."""
+        items = self._focus_items()
         for panel_id, panel in self._panels():
             wanted = panel_id in items
             panel.set_class(wanted, "-lesson-focus")
             named = [item for item in items.get(panel_id, []) if item]
             panel.border_subtitle = ("◆ look here" + (f": {', '.join(named)}" if named else "")) if wanted else ""
-            if wanted and panel_id in self.hidden and panel_id not in self._lesson_hidden:
+
+    def _highlight(self) -> None:
+        items = self._focus_items()
+        for panel_id in items:
+            if panel_id in self.hidden and panel_id not in self._lesson_hidden:
                 self.hidden.discard(panel_id)
         if "timeline" in items:
             self.query_one(TrapTimeline).selected = -1
@@ -109,6 +119,7 @@ class LessonScreen(MachineScreen):
         return [(panel_id, self.query_one(f"#{panel_id}")) for panel_id in PANEL_IDS.values()]
 
     def _apply_layout(self) -> None:
+        self._mark_focus()
         if self.projector:
             focus = {FOCUS_PANELS[e.partition(":")[0]] for e in self.session.step.focus} - {"lesson"}
             keep = self.hidden | (set(PANEL_IDS.values()) - (focus or {"code", "cpu"}))
