@@ -17,9 +17,10 @@ from typing import cast
 from textual.message_pump import MessagePump
 from textual.timer import Timer
 
-from engine.events import PortIO, TrapTaken
+from engine.events import PortIO, Reflected, TrapTaken, VmExit
 from engine.machine import Machine, StepResult
 from engine.timetravel import TimeMachine
+from engine.vmm import Hypervisor
 from vizvm import viewmodel as vm
 from vizvm.history import Recording, handler_depth_change
 from vizvm.memview import frame_map
@@ -195,6 +196,8 @@ class EngineBridge:
         machine = self.machine
         if machine.halted:
             return f"The machine has halted: {machine.halt_reason}. Reset (R) or step back (b)."
+        if goal == "io" and isinstance(machine, Hypervisor):
+            return "Under a VMM guest port I/O never reaches a device: t runs to the next exit to the VMM."
         if goal == "iret":
             if not self.inside_handler():
                 return "Not inside a trap handler: no trap in the recorded steps is still waiting for its iret."
@@ -297,6 +300,10 @@ class EngineBridge:
             elif isinstance(event, PortIO) and goal == "io":
                 op = "out" if event.write else "in"
                 return f"I/O: {op} port {event.port:#x} = {event.value:#x} ({event.device})"
+            elif isinstance(event, VmExit) and goal == "trap":  # under a VMM: every exit to it
+                return f"exit to the VMM ({event.via}): {event.reason} at {event.guest_pc:#010x}"
+            elif isinstance(event, Reflected) and goal == "page-fault" and event.vector == 14:
+                return f"page fault reflected into the guest kernel's handler {event.handler:#010x}"
         if goal == "iret":
             self._depth += handler_depth_change(result)
             if self._depth < 0:
@@ -306,6 +313,10 @@ class EngineBridge:
     def _probe(self) -> Callable[[], int] | None:
         machine = self.machine
         cpu, ports = machine.cpu, machine.ports.counters
+        if isinstance(machine, Hypervisor):
+            from vizvm.vmm_view import vmm_probe
+
+            return vmm_probe(machine, self.goal)
         if self.goal == "trap":
             return lambda: sum(cpu.trap_counts.values())
         if self.goal == "page-fault":
@@ -396,8 +407,11 @@ class EngineBridge:
         values = vm.registers(machine)
         base, since = (self._mark, self._mark_step) if self.cumulative else (self._before, machine.steps - 1)
         changed = frozenset(name for name, value in values.items() if base.get(name) != value)
+        from vizvm.vmm_view import vcpu_state
+
         return vm.CpuState(values, changed, {name: base[name] for name in changed if name in base},
-                           self.cumulative, since, machine.cpu.paging, machine.halted, machine.counters())
+                           self.cumulative, since, machine.cpu.paging, machine.halted, machine.counters(),
+                           vcpu_state(machine))
 
     def code_state(self) -> vm.CodeState:
         """Disassembly around pc."""
@@ -409,10 +423,10 @@ class EngineBridge:
         return vm.mapper_state(self.machine, self.recording, frames)
 
     def timeline_state(self) -> vm.TimelineState:
-        """Lanes and transitions over the recorded window."""
-        rec = self.recording
-        return vm.TimelineState(tuple(rec.spans()), tuple(rec.transitions()), rec.lo, rec.hi,
-                                self.machine.steps, self.machine.cpu.ring)
+        """Lanes and transitions over the recorded window (guest user / guest kernel / VMM when virtualized)."""
+        from vizvm.vmm_view import timeline_state
+
+        return timeline_state(self.machine, self.recording)
 
     def io_state(self) -> vm.IoState:
         """Port accesses in the window and the console output."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from engine.events import Event, InstructionExecuted, TrapReturn, TrapTaken
+from engine.events import Emulated, Event, HypercallMade, InstructionExecuted, Reflected, TrapReturn, TrapTaken
 from engine.machine import StepResult
 
 RING_LANES: dict[int, str] = {0: "kernel", 3: "user"}
@@ -25,12 +25,15 @@ class Transition:
     step: int
     """The step that took the trap or executed iret."""
     kind: str
-    """``trap`` or ``iret``."""
+    """``trap`` or ``iret``; virtualized also ``vm-exit`` (guest to VMM) and ``vm-entry`` (VMM to guest)."""
     from_ring: int
     to_ring: int
+    """Rings natively; lanes when virtualized (3 guest user, 0 guest kernel, -1 VMM: see vizvm/vmm_view.py)."""
     label: str
     """Short cause shown under the arrow (``syscall``, ``page fault``...)."""
     vector: int = -1
+    detail: str = ""
+    """A longer description for the selected transition ('' natively)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +145,12 @@ def step_ring(result: StepResult) -> int | None:
 
 
 def handler_depth_change(result: StepResult) -> int:
-    """+1 per trap taken, -1 per iret, in this step."""
+    """+1 per trap taken, -1 per iret, in this step (under a VMM: per trap reflected, per iret emulated)."""
     depth = 0
     for event in result.events:
-        if isinstance(event, TrapTaken):
+        if isinstance(event, TrapTaken | Reflected):
             depth += 1
-        elif isinstance(event, TrapReturn):
+        elif isinstance(event, TrapReturn) or (isinstance(event, Emulated) and event.text == "iret") or (
+                isinstance(event, HypercallMade) and event.name == "iret"):
             depth -= 1
     return depth

@@ -91,8 +91,71 @@ async def palette(pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
+async def _virtualized_at(pilot: Pilot[None], mode: str, reason: str, counter: str) -> None:
+    """Run the loaded program under `mode`, just after its first exit to the VMM whose reason starts with `reason`."""
+    from engine.events import Event, VmExit
+    from vizvm.screens.vmm_actions import switch_mode
+    from vizvm.vmm_view import first_step
+
+    screen = machine_screen(pilot.app)
+    switch_mode(screen, mode)
+    await pilot.pause()
+
+    def matches(event: Event) -> bool:
+        return isinstance(event, VmExit) and event.reason.startswith(reason)
+
+    step = first_step(screen.bridge.machine, matches, counter)
+    if step is not None:
+        screen.bridge.go_to(step + 1)
+    await wait_stopped(pilot)
+
+
+async def trap_syscall(pilot: Pilot[None]) -> None:
+    """Trap-and-emulate: a user program's system call has just gone to the VMM and been reflected."""
+    await _virtualized_at(pilot, "trap", "system call", "reflected")
+
+
+async def bt_cache(pilot: Pilot[None]) -> None:
+    """Binary translation: the system-call handler's first block has just been translated."""
+    await _virtualized_at(pilot, "bt", "system call", "reflected")
+
+
+async def hw_exit(pilot: Pilot[None]) -> None:
+    """Hardware assist: the guest kernel's first port write has just caused a VM exit."""
+    await _virtualized_at(pilot, "hw", "I/O instruction", "vmm_entries")
+
+
+async def compare_divergence(pilot: Pilot[None]) -> None:
+    """The compare screen on the loaded program, at the step where trap-and-emulate diverges."""
+    from vizvm.screens.compare import CompareScreen
+
+    machine_screen(pilot.app).action_compare_modes()
+    await pilot.pause()
+    screen = pilot.app.screen
+    if isinstance(screen, CompareScreen):
+        screen.action_divergence()
+    await pilot.pause()
+
+
+async def popf_compare(pilot: Pilot[None]) -> None:
+    """The POPF lesson's kernel fragment in every mode, at the popf that trap-and-emulate cannot see."""
+    from engine.asm import assemble
+    from engine.lesson import load_lesson
+    from engine.machine import Machine
+    from vizvm.locations import find_lesson
+
+    lesson = load_lesson(find_lesson("05"))
+    assert lesson.machine.source is not None
+    machine = Machine()
+    machine.load_bare(assemble(lesson.machine.source, "popf.s"))
+    machine_screen(pilot.app).load_machine(machine)
+    await pilot.pause()
+    await compare_divergence(pilot)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "boot": boot, "trap-taken": trap_taken, "page-walk": page_walk, "halted": halted, "help": help_screen,
-    "palette": palette,
+    "palette": palette, "trap-syscall": trap_syscall, "bt-cache": bt_cache, "hw-exit": hw_exit,
+    "compare-divergence": compare_divergence, "popf-compare": popf_compare,
 }
 """Scenario name (also the screenshot file name) -> scenario."""

@@ -6,14 +6,19 @@ Widgets receive these ("attributes down") and never see the engine. No Textual i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from engine.disasm import disassemble_bytes
 from engine.events import Event, PageWalkRead, PortIO, TlbEvict, TlbFill, TlbLookup, TrapTaken
 from engine.isa import INSTRUCTION_SIZE, NUM_GPRS, OPCODE_BY_NUMBER, SP
 from engine.machine import Machine, StepResult
 from engine.mmu import TlbEntry
+from engine.vmm import MODE_TITLES
 from vizvm.history import Recording, RingSpan, Transition
 from vizvm.memview import FrameMap, page_owner, probe, symbolize
+
+if TYPE_CHECKING:
+    from vizvm.vmm_view import VCpuState
 
 CODE_BEFORE = 24
 CODE_AFTER = 40
@@ -43,6 +48,8 @@ class CpuState:
     paging: bool
     halted: bool
     counters: dict[str, int] = field(default_factory=dict)
+    vcpu: VCpuState | None = None
+    """The virtual CPU beside the real one when a VMM runs the guest (None natively)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +234,8 @@ class TimelineState:
     hi: int
     current: int
     ring: int
+    lanes: dict[int, str] = field(default_factory=dict)
+    """Lane labels by ring (or by world lane when virtualized), top lane first when sorted descending."""
 
 
 @dataclass(frozen=True)
@@ -275,8 +284,10 @@ class StatusState:
 def machine_title(machine: Machine) -> str:
     """A short description of what is loaded (``kernel + hello, count``)."""
     names = [p.name.rsplit("/", 1)[-1].removesuffix(".s") for p in machine.programs]
+    mode = getattr(machine, "mode", "native")  # a Hypervisor: say which VMM mode runs the guest
+    under = "" if mode == "native" else f" · {MODE_TITLES.get(mode, mode)}"
     if not names:
         return "empty machine"
     if len(names) == 1:
-        return f"{names[0]} (bare metal)"
-    return f"{names[0]} + {', '.join(names[1:])}"
+        return f"{names[0]} (bare metal){under}"
+    return f"{names[0]} + {', '.join(names[1:])}{under}"

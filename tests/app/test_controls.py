@@ -241,9 +241,10 @@ async def test_panels_hide_maximize_resize(demo_app: VizVMApp) -> None:
     async with demo_app.run_test(size=SIZE) as pilot:
         screen = machine_screen(demo_app)
         for number, panel_id in PANEL_IDS.items():
+            shown = screen.query_one(f"#{panel_id}").display  # the VMM panel starts hidden natively
             screen.action_toggle_panel(number)
             await pilot.pause()
-            assert not screen.query_one(f"#{panel_id}").display
+            assert screen.query_one(f"#{panel_id}").display != shown
             screen.action_toggle_panel(number)
         screen.query_one("#mapper").focus()
         await pilot.pause()

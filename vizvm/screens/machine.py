@@ -17,6 +17,9 @@ from textual.widgets import Footer, Static
 from engine.machine import Machine
 from vizvm.bridge import EngineBridge
 from vizvm.messages import BreakpointToggled, JumpToStep, MachineChanged, RunStateChanged
+from vizvm.screens.vmm_actions import VMM_BINDINGS, choose_mode, follow_mode, mode_hidden, open_compare
+from vizvm.vmm_state import vmm_state
+from vizvm.vmm_view import is_virtual
 from vizvm.widgets.code import CodePanel
 from vizvm.widgets.cpu import CpuPanel
 from vizvm.widgets.event_log import EventLog
@@ -25,6 +28,7 @@ from vizvm.widgets.mapper import MemoryMapper
 from vizvm.widgets.scrubber import Scrubber
 from vizvm.widgets.status import StatusLine
 from vizvm.widgets.timeline import TrapTimeline
+from vizvm.widgets.vmm import VmmPanel
 
 MIN_SIZE = (80, 24)
 """Below this the screen shows a message instead of the panels."""
@@ -34,9 +38,10 @@ MOVE = Binding.Group("Time travel")
 VIEW = Binding.Group("Panels and layout")
 MISC = Binding.Group("Program and breakpoints")
 
-PANEL_IDS: dict[int, str] = {1: "code", 2: "cpu", 3: "mapper", 4: "timeline", 5: "events", 6: "io"}
+PANEL_IDS: dict[int, str] = {1: "code", 2: "cpu", 3: "mapper", 4: "timeline", 5: "events", 6: "io", 7: "vmm"}
 PANEL_CLASSES: dict[str, type[Widget]] = {"code": CodePanel, "cpu": CpuPanel, "mapper": MemoryMapper,
-                                          "timeline": TrapTimeline, "events": EventLog, "io": IoPanel}
+                                          "timeline": TrapTimeline, "events": EventLog, "io": IoPanel,
+                                          "vmm": VmmPanel}
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,14 @@ class Layout:
 
 
 WIDE = Layout(
-    (("top-row", ("code", "cpu", "mapper")), ("timeline-row", ("timeline",)), ("bottom-row", ("events", "io"))),
-    {"code": 4, "cpu": 3, "mapper": 7, "timeline": 1, "events": 3, "io": 2},
+    (("top-row", ("code", "cpu", "mapper")), ("timeline-row", ("timeline",)),
+     ("bottom-row", ("events", "vmm", "io"))),
+    {"code": 4, "cpu": 3, "mapper": 7, "timeline": 1, "events": 3, "vmm": 4, "io": 2},
     {"top-row": 6, "timeline-row": 2, "bottom-row": 4},
 )
 COMPACT = Layout(
-    (("top-row", ("code", "cpu")), ("middle-row", ("mapper", "io")), ("timeline-row", ("timeline", "events"))),
-    {"code": 5, "cpu": 3, "mapper": 5, "io": 3, "timeline": 3, "events": 2},
+    (("top-row", ("code", "cpu")), ("middle-row", ("mapper", "vmm", "io")), ("timeline-row", ("timeline", "events"))),
+    {"code": 5, "cpu": 3, "mapper": 5, "vmm": 5, "io": 3, "timeline": 3, "events": 2},
     {"top-row": 5, "middle-row": 5, "timeline-row": 3},
     frozenset({"events"}),
 )
@@ -67,7 +73,7 @@ COMPACT_SIZE = (140, 40)
 class MachineScreen(Screen[None]):
     """Code, CPU, memory mapper, trap timeline, event log and I/O for one machine."""
 
-    CSS_PATH = "../styles/machine.tcss"
+    CSS_PATH: ClassVar = ["../styles/machine.tcss", "../styles/vmm.tcss"]
     AUTO_FOCUS = "#code"
     # The footer merges neighbouring shown bindings of one group into one item without descriptions,
     # so shown bindings alternate groups here; the help screen regroups everything.
@@ -116,6 +122,7 @@ class MachineScreen(Screen[None]):
                 tooltip="Make the focused panel's row shorter", group=VIEW, show=False, key_display="{"),
         Binding("0", "reset_layout", "Layout", tooltip="Show every panel at its default size", group=VIEW,
                 show=False),
+        *VMM_BINDINGS,
     ]
 
     def __init__(self, machine: Machine, title: str | None = None) -> None:
@@ -129,7 +136,7 @@ class MachineScreen(Screen[None]):
         self.layout_spec = layout
         self.widths = dict(layout.widths)
         self.heights = dict(layout.heights)
-        self.hidden = set(layout.hidden)
+        self.hidden = mode_hidden(self.bridge.machine, layout.hidden, layout is COMPACT)
         self.row_of = {panel: row for row, panels in layout.rows for panel in panels}
 
     def compose(self) -> ComposeResult:
@@ -174,6 +181,8 @@ class MachineScreen(Screen[None]):
     def refresh_panels(self, live: bool = False) -> None:
         """Compute each visible panel's state from the bridge and set it."""
         bridge = self.bridge
+        if is_virtual(bridge.machine) != self.has_class("-virtual"):
+            follow_mode(self)  # another system was loaded: natively <-> under the VMM
         status = bridge.status()
         self.query_one(StatusLine).state = status
         self.query_one(Scrubber).position = (status.step, status.furthest)
@@ -202,6 +211,9 @@ class MachineScreen(Screen[None]):
         io = self.query_one(IoPanel)
         if self._visible(io):
             io.state = bridge.io_state()
+        vmm = self.query_one(VmmPanel)
+        if self._visible(vmm):
+            vmm.state = vmm_state(bridge.machine, bridge.recording)
 
     # ------------------------------------------------------------------ messages up
     @on(JumpToStep)
@@ -291,6 +303,14 @@ class MachineScreen(Screen[None]):
                 self.refresh_panels()
 
         self.app.push_screen(EventFilterDialog(self.event_kinds), chosen)
+
+    def action_choose_mode(self) -> None:
+        """Run the program natively or under the VMM (rebuilds it at step 0)."""
+        choose_mode(self)
+
+    def action_compare_modes(self) -> None:
+        """Open the compare screen: every mode side by side."""
+        open_compare(self)
 
     def action_toggle_cumulative(self) -> None:
         """CPU panel: last step's changes or everything since now."""

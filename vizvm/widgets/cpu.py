@@ -12,6 +12,7 @@ from engine.isa import CR0_PG, Flag
 from vizvm.history import RING_LANES
 from vizvm.viewmodel import CpuState
 from vizvm.widgets.panel import PanelMixin
+from vizvm.widgets.vcpu import VCPU_COMPONENTS, render_vcpu
 
 FLAG_ORDER = (("Z", Flag.Z), ("N", Flag.N), ("C", Flag.C), ("V", Flag.V), ("IF", Flag.IF))
 COUNTERS = (("instructions", "instr"), ("cycles", "cycles"), ("traps", "traps"), ("tlb_hits", "TLB hit"),
@@ -34,7 +35,8 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
     PANEL_NUMBER = 2
     ALLOW_MAXIMIZE = True
     PANEL_TITLE = "CPU"
-    COMPONENT_CLASSES = {"cpu--name", "cpu--changed", "cpu--off", "cpu--on", "cpu--old", "cpu--heading"}
+    COMPONENT_CLASSES = {"cpu--name", "cpu--changed", "cpu--off", "cpu--on", "cpu--old", "cpu--heading",
+                         *VCPU_COMPONENTS}
 
     state: reactive[CpuState | None] = reactive(None)
 
@@ -74,6 +76,11 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
             out.append(letter if on else letter.lower(), style=style)
             out.append(" ")
         out.append("\n")
+        if state.vcpu is not None:  # virtualized: the virtual CPU beside the real one
+            render_vcpu(out, state.vcpu, s, changed)
+            self._changes(out, state, s)
+            self._counters(out, state, s)
+            return out
         ring = values["ring"]
         out.append("ring  ", style=s["name"])
         out.append(f"{ring} ({RING_LANES.get(ring, '?')})", style=s["changed"] if "ring" in changed else Style())

@@ -1,4 +1,7 @@
-"""The trap timeline: a lane per privilege level, each trap and return drawn as a labelled transition."""
+"""The trap timeline: a lane per privilege level, each trap and return drawn as a labelled transition.
+
+Virtualized, the lanes are guest user, guest kernel and VMM, and each VM exit and entry is drawn.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
     ALLOW_MAXIMIZE = True
     PANEL_TITLE = "Trap timeline"
     COMPONENT_CLASSES = {"timeline--lane", "timeline--trap", "timeline--iret", "timeline--selected",
-                         "timeline--step", "timeline--muted", "timeline--now"}
+                         "timeline--step", "timeline--muted", "timeline--now", "timeline--exit"}
     BINDINGS = [
         Binding("left", "select(-1)", "Earlier", show=False),
         Binding("right", "select(1)", "Later", show=False),
@@ -39,6 +42,7 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
         self._columns: list[tuple[int, int, int]] = []  # (first column, last column, transition index)
+        self._label_width = LANE_LABEL_WIDTH
         self.border_title = self.panel_title()
 
     def watch_state(self, state: TimelineState | None) -> None:
@@ -72,7 +76,7 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
         if offset is None:
             return
         for first, last, index in self._columns:
-            if first <= offset.x - LANE_LABEL_WIDTH <= last:
+            if first <= offset.x - self._label_width <= last:
                 self.selected = index
                 self.action_jump()
                 return
@@ -83,10 +87,12 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
         if state is None:
             return Text("loading…")
         s = self.styles_for(*self.COMPONENT_CLASSES)
-        rings = sorted({span.ring for span in state.spans} | {state.ring} |
+        rings = sorted(set(state.lanes) | {span.ring for span in state.spans} | {state.ring} |
                        {t.from_ring for t in state.transitions} | {t.to_ring for t in state.transitions},
                        reverse=True)
-        width = max(self.content_size.width - LANE_LABEL_WIDTH, 10)
+        lanes = state.lanes or RING_LANES
+        self._label_width = max([LANE_LABEL_WIDTH] + [len(lanes.get(ring, "")) + 1 for ring in rings])
+        width = max(self.content_size.width - self._label_width, 10)
         transitions = list(state.transitions)
         selected = self._selected_index()
         slots = self._slots(transitions, selected, width)
@@ -106,7 +112,7 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
             slot = max(len(transition.label), len(str(transition.step))) + 3
             put(lane_row[ring], column, "━" * slot, s["lane"])
             x = column + slot
-            style = s["trap"] if transition.kind == "trap" else s["iret"]
+            style = s["exit"] if transition.kind == "vm-exit" else s["trap"] if transition.kind == "trap" else s["iret"]
             if index == selected:
                 style = style + s["selected"]
             self._draw_transition(put, transition, x, lane_row, style)
@@ -122,7 +128,7 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
         """Indices of the transitions that fit, ending at the newest (or at the selection if it is older)."""
 
         def back_from(end: int) -> list[int]:
-            used, chosen = 6, []
+            used, chosen = max(6, len(transitions[end].label) + 1), []  # the newest label must fit too
             for index in range(end, -1, -1):
                 used += max(len(transitions[index].label), len(str(transitions[index].step))) + 4
                 if used > width:
@@ -153,20 +159,24 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
 
     def _assemble(self, rows: list[list[tuple[str, Style]]], rings: list[int], lane_row: dict[int, int],
                   state: TimelineState, s: dict[str, Style], any_transition: bool) -> Text:
-        labels = {row: RING_LANES.get(ring, f"ring {ring}") for ring, row in lane_row.items()}
+        lanes = state.lanes or RING_LANES
+        labels = {row: lanes.get(ring, f"ring {ring}") for ring, row in lane_row.items()}
         labels[0] = "step"
+        pad = self._label_width
         out = Text(no_wrap=True, overflow="crop")
         for number, row in enumerate(rows):
-            out.append(("\n" if number else "") + f"{labels.get(number, ''):<{LANE_LABEL_WIDTH}}", style=s["muted"])
+            out.append(("\n" if number else "") + f"{labels.get(number, ''):<{pad}}", style=s["muted"])
             for char, style in row:
                 out.append(char, style=style)
         if not any_transition:
-            out.append(f"\n{'':<{LANE_LABEL_WIDTH}}no trap or return in recorded steps "
+            out.append(f"\n{'':<{pad}}no trap or return in recorded steps "
                        f"{state.lo}–{max(state.hi - 1, state.lo)}", style=s["muted"])
         else:
             index = self._selected_index()
             chosen = state.transitions[index]
-            out.append(f"\n{'':<{LANE_LABEL_WIDTH}}selected: step {chosen.step} {chosen.kind} {chosen.label} "
-                       f"ring {chosen.from_ring}→{chosen.to_ring}  (←/→ select, enter or click: go there)",
-                       style=s["muted"])
+            where = (f"{lanes.get(chosen.from_ring, chosen.from_ring)}→{lanes.get(chosen.to_ring, chosen.to_ring)}"
+                     if state.lanes else f"ring {chosen.from_ring}→{chosen.to_ring}")
+            what = chosen.detail or f"{chosen.kind} {chosen.label}"
+            out.append(f"\n{'':<{pad}}selected: step {chosen.step} {what} {where}  "
+                       "(←/→ select, enter or click: go there)", style=s["muted"])
         return out
