@@ -168,7 +168,7 @@ class CPU:
         not_retired = 0  # steps that retired no instruction (faults, interrupt deliveries)
         fetch_vpn = fetch_key = -1  # fetch page cached in locals; -1 = none
         fetch_base = 0
-        hit_increment = 1 if self.paging else 0
+        hit_increment = self._fetches_use_tlb()
         tick, countdown = timer.interval, timer.countdown
         try:
             while steps < limit:
@@ -193,7 +193,7 @@ class CPU:
                         self._deliver(interrupts.take(), 0, 0, self.pc, self.pc)
                         tick, countdown = timer.interval, timer.countdown
                         icache = self.icache
-                        hit_increment = 1 if self.paging else 0
+                        hit_increment = self._fetches_use_tlb()
                         fetch_vpn = -1
                         self.attention = bool(interrupts.pending) or self.halt_reason is not None
                         continue
@@ -240,7 +240,7 @@ class CPU:
                                 self.sensitive_hook(spec, a, b, imm, pc)
                         tick, countdown = timer.interval, timer.countdown
                         icache = self.icache
-                        hit_increment = 1 if self.paging else 0
+                        hit_increment = self._fetches_use_tlb()
                     else:
                         handler(a, b, imm)
                     cycles += op_cycles
@@ -260,7 +260,7 @@ class CPU:
                     # A VMM handling the trap may have emulated anything: re-read what the loop caches.
                     tick, countdown = timer.interval, timer.countdown
                     icache = self.icache
-                    hit_increment = 1 if self.paging else 0
+                    hit_increment = self._fetches_use_tlb()
                 except BusError as error:
                     self.pc = pc
                     not_retired += 1
@@ -273,6 +273,10 @@ class CPU:
             if fetch_hits:
                 mmu.counters["tlb_hits"] += fetch_hits
         return steps - start
+
+    def _fetches_use_tlb(self) -> int:
+        """1 if instruction fetches are TLB lookups (paging on, or guest-physical under nested paging)."""
+        return 1 if self.paging or (self.mmu.phys_limit and self.mmu.nested is not None) else 0
 
     def _decode(self, pa: int, pc: int) -> Decoded:
         decoded = self.decode_at(pa, pc)
