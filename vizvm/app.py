@@ -47,6 +47,8 @@ class VizVMApp(App[None]):
     TITLE = "vizvm"
     CSS_PATH: ClassVar = ["styles/app.tcss", "styles/lesson.tcss"]
     COMMANDS: ClassVar = {MachineCommands}
+    ALLOW_IN_MAXIMIZED_VIEW: ClassVar[str] = "Footer, KeyEchoRack"
+    """A maximized panel keeps the footer and, in classroom mode, the key echo."""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1,question_mark", "help", "Help", tooltip="Every key, with what it does", group=APP_GROUP,
                 key_display="F1"),

@@ -77,6 +77,10 @@ async def test_projector_maximizes_the_focused_machine_panel(app_for: Any) -> No
         app.action_toggle_projector()
         await pilot.pause()
         assert screen.maximized is not None and screen.maximized.id == "code"
+        await pilot.press("s")
+        await pilot.pause()
+        echo = screen.query_one(KeyEcho)
+        assert str(echo.render()) == "s  Step" and echo.region.height == 3, "visible over the maximized panel"
         app.action_toggle_projector()
         await pilot.pause()
         assert screen.maximized is None

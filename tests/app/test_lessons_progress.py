@@ -120,3 +120,14 @@ async def test_new_seed_starts_over(data_dir: Path) -> None:
         assert isinstance(screen, LessonScreen)
         assert screen.session.index == 0 and screen.session.runner.seed == 11 and screen.session.asking
         assert not screen.session.progress.answers
+
+
+def test_progress_and_session_stay_headless() -> None:
+    """Progress, the lesson session and the serve command load without textual or rich (a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vizvm.progress, vizvm.lesson_session, vizvm.serve; "
+            "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""

@@ -7,6 +7,7 @@ the kernel's source changes these baselines: look at the new SVGs, then `pytest 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from tests.app.lesson_helpers import lesson_screen
+from tests.app.lesson_helpers import lesson_screen, write_bad_lesson
 from vizvm.app import make_app
+from vizvm.locations import lessons_dir
 from vizvm.progress import Answer, LessonProgress, ProgressStore
 from vizvm.scenarios import no_blink
 
@@ -65,8 +67,17 @@ def walk_revealed(session: Any) -> None:
 class TestLessonSnapshots:
     """The lesson pane beside the machine at 160x50."""
 
-    def test_home(self, snap_compare: SnapCompare) -> None:
-        """The lesson list with progress: one lesson half done with a score, one done."""
+    def test_home(self, snap_compare: SnapCompare, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        """The lesson list with progress: one lesson half done with a score, one done, one that does not load.
+
+        The list is the first three shipped lessons and a broken one, so new lessons do not change it.
+        """
+        shelf = tmp_path / "lessons"
+        shelf.mkdir()
+        for path in sorted(lessons_dir().glob("0[123]-*.toml")):
+            shutil.copy(path, shelf / path.name)
+        write_bad_lesson(shelf)
+        monkeypatch.setattr("vizvm.screens.home.lessons_dir", lambda: shelf)
         store = ProgressStore()
         store.put("01-privileged-instructions",
                   LessonProgress(step=2, total=5, seed=1, answers={0: Answer("1", True), 1: Answer("2", False)}))
