@@ -180,7 +180,7 @@ class MMU:
         if entry is not None:
             if (user and not entry & PTE_U) or (access == WRITE and not entry & PTE_W):
                 self.counters["page_faults"] += 1
-                raise Fault(Vector.PAGE_FAULT, _error_code(access, user, True), va)
+                raise Fault(Vector.PAGE_FAULT, page_fault_code(access, user, True), va)
             if access != WRITE or entry & PTE_D:
                 self.counters["tlb_hits"] += 1
                 if self.tlb_lru and key != self.last_key:
@@ -231,13 +231,13 @@ class MMU:
             fault_code = -1
             if not entry & PTE_P:
                 outcome = "not-present"
-                fault_code = _error_code(access, user, False)
+                fault_code = page_fault_code(access, user, False)
             else:
                 writable = writable and bool(entry & PTE_W)
                 user_ok = user_ok and bool(entry & PTE_U)
                 if level == last and ((user and not user_ok) or (access == WRITE and not writable)):
                     outcome = "protection"
-                    fault_code = _error_code(access, user, True)
+                    fault_code = page_fault_code(access, user, True)
             if events is not None:
                 events.append(PageWalkRead(self.sink.step, va, level, self.levels, table, index,
                                            entry_address, entry, outcome, ACCESS_NAMES[access],
@@ -327,6 +327,7 @@ class MMU:
                          bool(value & PTE_U), bool(value & PTE_D)) for key, value in self.tlb.items()]
 
 
-def _error_code(access: int, user: bool, present: bool) -> int:
+def page_fault_code(access: int, user: bool, present: bool) -> int:
+    """The x86-style page-fault error code for an access."""
     return ((PF_PRESENT if present else 0) | (PF_WRITE if access == WRITE else 0)
             | (PF_USER if user else 0) | (PF_FETCH if access == FETCH else 0))

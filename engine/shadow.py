@@ -17,7 +17,6 @@ from engine.isa import (
     PAGE_SHIFT,
     PAGE_SIZE,
     PF_FETCH,
-    PF_PRESENT,
     PF_USER,
     PF_WRITE,
     PTE_A,
@@ -28,7 +27,7 @@ from engine.isa import (
     PTE_W,
     Vector,
 )
-from engine.mmu import FETCH, WRITE, Fault, split_levels
+from engine.mmu import FETCH, WRITE, Fault, page_fault_code, split_levels
 
 if TYPE_CHECKING:
     from engine.vmm import VM, Hypervisor
@@ -93,12 +92,12 @@ class ShadowPaging:
             address = self._gpa(table + 4 * ((va >> shift) & ((1 << bits) - 1)))
             entry = memory.read_word(address)
             if not entry & PTE_P:
-                raise Fault(Vector.PAGE_FAULT, _code(access, user, False), va)
+                raise Fault(Vector.PAGE_FAULT, page_fault_code(access, user, False), va)
             writable, user_ok = writable and bool(entry & PTE_W), user_ok and bool(entry & PTE_U)
             entries.append(address)
             table = entry & PTE_FRAME_MASK
             if depth == self.levels - 1 and ((user and not user_ok) or (access == WRITE and not writable)):
-                raise Fault(Vector.PAGE_FAULT, _code(access, user, True), va)
+                raise Fault(Vector.PAGE_FAULT, page_fault_code(access, user, True), va)
         return table | (va & 0xFFF), entries, writable, user_ok
 
     def guest_translate(self, va: int, write: bool) -> int:
@@ -195,8 +194,3 @@ class ShadowPaging:
         self.next_table, self.free_tables, self.roots = next_table, list(free), dict(roots)
         self.rmap = {k: set(v) for k, v in rmap}
         self.guest_pages, self.counters = set(pages), dict(counters)
-
-
-def _code(access: int, user: bool, present: bool) -> int:
-    return ((PF_PRESENT if present else 0) | (PF_WRITE if access == WRITE else 0) | (PF_USER if user else 0)
-            | (PF_FETCH if access == FETCH else 0))
