@@ -206,6 +206,11 @@ async def test_lesson_commands_in_help_and_palette() -> None:
         assert entries["lesson_previous"].keys == "p pgup"
         assert entries["run_until('page-fault')"].keys == "P"
         assert "toggle_projector" in entries
+        assert screen.check_action("load_program", ()) is None and screen.check_action("choose_mode", ()) is None
+        machine = screen.bridge.machine
+        await pilot.press("v")
+        await pilot.pause()
+        assert screen.bridge.machine is machine is screen.session.runner.machine, "the lesson keeps its machine"
 
 
 async def test_malformed_lesson_shows_its_error(tmp_path: Path) -> None:

@@ -138,8 +138,8 @@ class LessonScreen(MachineScreen):
 
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Loading another program would leave the lesson; previous is greyed out on step 1."""
-        if action == "load_program":
+        """Loading another program or switching mode would leave the lesson's machine: greyed out here."""
+        if action in ("load_program", "choose_mode"):
             return None
         if action == "lesson_previous" and self.session.index == 0:
             return None
