@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=_version_text())
     parser.add_argument("--projector", action="store_true",
                         help="classroom mode: fewer, larger panels, high contrast, key presses echoed (F5 toggles)")
+    parser.add_argument("--mode", choices=MODES, default=None,
+                        help="open the machine screen with the program natively or under the VMM: trap "
+                             "(trap-and-emulate), bt (binary translation), pv (paravirtualization), hw (hardware "
+                             "assist); v switches in the app")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     asm = sub.add_parser("asm", help="assemble a file and print its listing")
@@ -77,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="open the app on a program")
     run.add_argument("program", help="a .s file or a shipped sample name")
     run.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
+    run.add_argument("--mode", choices=MODES, default=argparse.SUPPRESS,
+                     help="run it natively (default) or under the VMM: trap, bt, pv or hw")
     for opens_app in (lesson, run, serve):  # also accepted after the command
         opens_app.add_argument("--projector", action="store_true", default=argparse.SUPPRESS,
                                help="classroom mode (as before the command)")

@@ -21,6 +21,7 @@ def launch_app(args: argparse.Namespace) -> int:
 
     program: str | None = getattr(args, "program", None)
     under_kernel = bool(getattr(args, "kernel", False))
+    mode: str | None = getattr(args, "mode", None)  # `--mode MODE`: natively or under the VMM
     startup_error: tuple[str, str] | None = None
     machine: Machine | None = None
     title: str | None = None
@@ -29,7 +30,7 @@ def launch_app(args: argparse.Namespace) -> int:
         from vizvm.screens.load import build_machine
 
         try:
-            machine, title = build_machine(program, under_kernel)
+            machine, title = build_machine(program, under_kernel, mode or "native")
         except AsmErrors as errors:
             startup_error = (f"{program} does not assemble",
                              f"{errors}\n\nShowing the shipped kernel instead. Fix the file, then load it "
@@ -38,6 +39,11 @@ def launch_app(args: argparse.Namespace) -> int:
             sys.stderr.write(f"vizvm run: {error}\n")
             return 1
     command = getattr(args, "command", None)
+    if command is None and mode is not None:  # `vizvm --mode MODE`: the default programs under that mode
+        from vizvm.screens.load import build_machine
+
+        machine, title = build_machine(None, True, mode)
+        command = "run"
     app = make_app(machine, title=title, startup_error=startup_error, home=command in (None, "lesson"),
                    lesson=getattr(args, "name", None) if command == "lesson" else None,
                    seed=getattr(args, "seed", None) if command == "lesson" else None,

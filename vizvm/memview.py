@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from engine.isa import PAGE_SHIFT, PAGE_SIZE, PTE_FRAME_MASK, PTE_P, PTE_U
 from engine.machine import MODULE_BASE, MODULE_STRIDE, Machine
-from engine.mmu import VPN_BITS
+from engine.mmu import Fault
 from engine.program import Program
 
 FRAME_OWNERS: dict[str, str] = {
@@ -28,34 +28,35 @@ MAX_TABLE_ENTRIES_SCANNED = 1 << 16
 
 
 def probe(machine: Machine, va: int) -> int | None:
-    """Physical address of `va` as the CPU would see it now (TLB first, then tables), or None if unmapped."""
-    cpu = machine.cpu
-    if not cpu.paging:
-        return va if 0 <= va < len(machine.memory) else None
-    mmu = machine.mmu
-    entry = mmu.tlb.get((va >> PAGE_SHIFT) | mmu.asid_key)
-    if entry is not None:
-        return (entry & PTE_FRAME_MASK) | (va & 0xFFF)
-    table = mmu.root
-    shift = VPN_BITS + PAGE_SHIFT
+    """Physical address of `va` as the CPU would see it now (TLB first, then tables), or None if unmapped.
+
+    Under a VMM the answer is host-physical: the guest's addresses are relocated into its VM's memory.
+    """
+    cpu, mmu = machine.cpu, machine.mmu
     size = len(machine.memory)
-    for bits in mmu.level_bits:
-        shift -= bits
-        address = table + ((va >> shift) & ((1 << bits) - 1)) * 4
-        if address + 4 > size:
+    if not cpu.paging:
+        if not mmu.phys_limit:
+            return va if 0 <= va < size else None
+        try:  # a guest with paging off: guest-physical, relocated (or translated by nested paging)
+            pa = mmu.relocate_quietly(va) if 0 <= va < mmu.phys_limit else None
+        except Fault:
             return None
-        pte = machine.read_word(address)
-        if not pte & PTE_P:
-            return None
-        table = pte & PTE_FRAME_MASK
-    pa = table | (va & 0xFFF)
-    return pa if pa < size else None
+        return pa if pa is not None and pa < size else None
+    pa = mmu.probe(va)
+    return pa if pa is not None and pa < size else None
+
+
+def guest_base(machine: Machine) -> int:
+    """Where the running guest's physical memory starts in host memory (0 natively)."""
+    current = getattr(machine, "current", None)
+    return int(current.base) if current is not None else 0
 
 
 def load_address(machine: Machine, index: int) -> int:
     """Physical address where program `index` of `machine.programs` was loaded."""
     program = machine.programs[index]
-    return program.origin if index == 0 else MODULE_BASE + MODULE_STRIDE * (index - 1)
+    offset = program.origin if index == 0 else MODULE_BASE + MODULE_STRIDE * (index - 1)
+    return guest_base(machine) + offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,33 +151,39 @@ def frame_map(machine: Machine) -> FrameMap:
     for index, program in enumerate(machine.programs):
         load = load_address(machine, index)
         mark(load, load + len(program.image), "kernel" if index == 0 else "module")
+    base = guest_base(machine)
     if len(machine.programs) > 1:
-        mark(0, 1, "boot")
+        mark(base, base + 1, "boot")
     cpu = machine.cpu
     root = machine.mmu.root
-    if cpu.paging or root:
-        tables, user_pages = _scan_tables(machine, root)
+    if (cpu.paging or root) and machine.mmu.nested is None:  # (nested paging: the guest's tables are elsewhere)
+        tables, user_pages = _scan_tables(machine, root, base)
         for frame in user_pages:
             if frame < frames and owners[frame] == "free":
                 owners[frame] = "user"
         for frame in tables:
             if frame < frames:
                 owners[frame] = "table"
-    trap = probe(machine, cpu.idtr) if cpu.idtr else None
+    vcpu = getattr(getattr(machine, "current", None), "vcpu", None)  # a software VMM: the guest's own table
+    idtr = vcpu.idtr if vcpu is not None and getattr(machine, "mode", "") != "hw" else cpu.idtr
+    trap = probe(machine, idtr) if idtr else None
     if trap is not None and trap < len(machine.memory):
         owners[trap >> PAGE_SHIFT] = "trap"
     return FrameMap(tuple(owners), root, cpu.paging)
 
 
-def _scan_tables(machine: Machine, root: int) -> tuple[set[int], set[int]]:
-    """Frames holding page tables reachable from `root`, and frames mapped as user pages."""
+def _scan_tables(machine: Machine, root: int, base: int = 0) -> tuple[set[int], set[int]]:
+    """Frames holding page tables reachable from `root`, and frames mapped as user pages.
+
+    Under a VMM table and frame addresses are guest-physical: `base` relocates them into host memory.
+    """
     mmu = machine.mmu
     size = len(machine.memory)
     mem32 = memoryview(machine.memory).cast("I")
     tables: set[int] = set()
     user_pages: set[int] = set()
     budget = MAX_TABLE_ENTRIES_SCANNED
-    stack: list[tuple[int, int]] = [(root, 0)]
+    stack: list[tuple[int, int]] = [(root + base, 0)]
     last = len(mmu.level_bits) - 1
     while stack and budget > 0:
         table, level = stack.pop()
@@ -189,7 +196,7 @@ def _scan_tables(machine: Machine, root: int) -> tuple[set[int], set[int]]:
         for entry in mem32[start:start + count]:
             if not entry & PTE_P:
                 continue
-            target = entry & PTE_FRAME_MASK
+            target = (entry & PTE_FRAME_MASK) + base
             if level == last:
                 if entry & PTE_U:
                     user_pages.add(target >> PAGE_SHIFT)

@@ -91,8 +91,9 @@ async def palette(pilot: Pilot[None]) -> None:
     await pilot.pause()
 
 
-async def _virtualized_at(pilot: Pilot[None], mode: str, reason: str, counter: str) -> None:
-    """Run the loaded program under `mode`, just after its first exit to the VMM whose reason starts with `reason`."""
+async def _virtualized_at(pilot: Pilot[None], mode: str, reason: str, counter: str, after: int = 1) -> None:
+    """Run the loaded program under `mode`, `after` steps past its first exit to the VMM whose reason starts
+    with `reason`."""
     from engine.events import Event, VmExit
     from vizvm.screens.vmm_actions import switch_mode
     from vizvm.vmm_view import first_step
@@ -100,13 +101,15 @@ async def _virtualized_at(pilot: Pilot[None], mode: str, reason: str, counter: s
     screen = machine_screen(pilot.app)
     switch_mode(screen, mode)
     await pilot.pause()
+    pilot.app.clear_notifications()  # the "Running ... from step 0" toast would cover the VMM panel
+    await pilot.pause()
 
     def matches(event: Event) -> bool:
         return isinstance(event, VmExit) and event.reason.startswith(reason)
 
     step = first_step(screen.bridge.machine, matches, counter)
     if step is not None:
-        screen.bridge.go_to(step + 1)
+        screen.bridge.go_to(step + after)
     await wait_stopped(pilot)
 
 
@@ -116,8 +119,8 @@ async def trap_syscall(pilot: Pilot[None]) -> None:
 
 
 async def bt_cache(pilot: Pilot[None]) -> None:
-    """Binary translation: the system-call handler's first block has just been translated."""
-    await _virtualized_at(pilot, "bt", "system call", "reflected")
+    """Binary translation: the system-call handler's first block has just been translated and entered."""
+    await _virtualized_at(pilot, "bt", "system call", "reflected", after=2)
 
 
 async def hw_exit(pilot: Pilot[None]) -> None:

@@ -125,7 +125,9 @@ def _blocks(system: Any, recording: Recording) -> tuple[tuple[BlockInfo, ...], i
         for event in result.events:
             if isinstance(event, BtBlockEntered):
                 hits[event.guest_pc] += 1
-                focus_pc, mark, mark_step = event.guest_pc, "entered", result.step
+                fresh = mark == "translated" and mark_step == result.step and focus_pc == event.guest_pc
+                mark = "translated and entered" if fresh else "entered"
+                focus_pc, mark_step = event.guest_pc, result.step
             elif isinstance(event, BtTranslated):
                 focus_pc, mark, mark_step = event.guest_pc, "translated", result.step
     by_pc = {block.guest_pc: block for block in cache.blocks.values()}

@@ -155,7 +155,7 @@ async def test_translation_cache_panel_under_bt() -> None:
         state = panel.state
         assert state is not None and state.mode == "bt" and state.block_count >= 1
         block = state.blocks[0]
-        assert block.mark in ("translated", "entered") and block.guest_pc == 0x1000
+        assert block.mark == "translated and entered" and block.guest_pc == 0x1000 and block.mark_step == 0
         assert any("call VMM" in line for line in block.listing)  # lidt became a callout
         text = str(panel.render())
         assert "translation cache" in text and "-> call VMM (privileged)" in text
@@ -229,3 +229,34 @@ async def test_random_keys_on_the_virtualization_screens_never_crash() -> None:
         for key in [rng.choice(keys) for _ in range(50)]:
             await pilot.press(key)
         assert machine_screen(app).is_attached
+
+
+def test_command_line_mode_flags() -> None:
+    from vizvm.__main__ import build_parser
+    from vizvm.screens.load import build_machine
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "hello", "--mode", "trap"])
+    assert (args.command, args.program, args.mode) == ("run", "hello", "trap")
+    assert parser.parse_args(["--mode", "hw"]).mode == "hw"
+    assert parser.parse_args(["--mode", "pv", "run", "hello"]).mode == "pv"  # before the command too
+    assert parser.parse_args(["run", "hello"]).mode is None
+    system, title = build_machine("hello", True, "bt")
+    assert isinstance(system, Hypervisor) and system.mode == "bt"
+    assert title == "kernel + hello · binary translation"
+
+
+async def test_loading_another_program_keeps_the_mode() -> None:
+    from vizvm.screens.load import LoadProgramDialog
+
+    app = app_in("pv")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = machine_screen(app)
+        screen.action_load_program()
+        await pilot.pause()
+        dialog = app.screen
+        assert isinstance(dialog, LoadProgramDialog)
+        dialog._try("pagefault", True)
+        await pilot.pause()
+        assert getattr(screen.bridge.machine, "mode", "") == "pv"
+        assert screen.bridge.title == "kernel + pagefault · paravirtualization"

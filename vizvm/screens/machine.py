@@ -17,7 +17,7 @@ from textual.widgets import Footer, Static
 from engine.machine import Machine
 from vizvm.bridge import EngineBridge
 from vizvm.messages import BreakpointToggled, JumpToStep, MachineChanged, RunStateChanged
-from vizvm.screens.vmm_actions import VMM_BINDINGS, choose_mode, follow_mode, mode_hidden, open_compare
+from vizvm.screens.vmm_actions import VMM_BINDINGS, choose_mode, follow_mode, keep_mode, mode_hidden, open_compare
 from vizvm.vmm_state import vmm_state
 from vizvm.vmm_view import is_virtual
 from vizvm.widgets.code import CodePanel
@@ -56,12 +56,12 @@ class Layout:
 
 WIDE = Layout(
     (("top-row", ("code", "cpu", "mapper")), ("timeline-row", ("timeline",)),
-     ("bottom-row", ("events", "vmm", "io"))),
+     ("bottom-row", ("events", "io", "vmm"))),
     {"code": 4, "cpu": 3, "mapper": 7, "timeline": 1, "events": 3, "vmm": 4, "io": 2},
     {"top-row": 6, "timeline-row": 2, "bottom-row": 4},
 )
 COMPACT = Layout(
-    (("top-row", ("code", "cpu")), ("middle-row", ("mapper", "vmm", "io")), ("timeline-row", ("timeline", "events"))),
+    (("top-row", ("code", "cpu")), ("middle-row", ("mapper", "io", "vmm")), ("timeline-row", ("timeline", "events"))),
     {"code": 5, "cpu": 3, "mapper": 5, "vmm": 5, "io": 3, "timeline": 3, "events": 2},
     {"top-row": 5, "middle-row": 5, "timeline-row": 3},
     frozenset({"events"}),
@@ -326,7 +326,7 @@ class MachineScreen(Screen[None]):
 
     def _loaded(self, result: tuple[Machine, str] | None) -> None:
         if result is not None:
-            machine, title = result
+            machine, title = keep_mode(self.bridge.machine, *result)  # a new program runs in the same mode
             self.bridge.load(machine, title)
             self.refresh_bindings()
 

@@ -13,6 +13,7 @@ from textual.binding import Binding
 
 from engine.machine import Machine
 from vizvm.modes import mode_label, rebuild
+from vizvm.viewmodel import machine_title
 from vizvm.vmm_view import is_virtual, mode_of
 
 if TYPE_CHECKING:
@@ -75,6 +76,15 @@ def switch_mode(screen: MachineScreen, mode: str) -> None:
     system = rebuild(screen.bridge.machine, mode)
     screen.load_machine(cast(Machine, system))  # the screen drives any system through the bridge
     screen.notify(f"Running {mode_label(mode)} from step 0", title="Mode", timeout=3)
+
+
+def keep_mode(previous: object, machine: Machine, title: str) -> tuple[Machine, str]:
+    """A newly loaded program (built natively) rebuilt in the mode `previous` ran in, with its title."""
+    mode = mode_of(previous)
+    if mode == "native":
+        return machine, title
+    system = cast(Machine, rebuild(machine, mode))
+    return system, machine_title(system)
 
 
 def open_compare(screen: MachineScreen) -> None:

@@ -109,7 +109,7 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
 
         for index in slots:
             transition = transitions[index]
-            slot = max(len(transition.label), len(str(transition.step))) + 3
+            slot = self._slot(transitions, index)
             put(lane_row[ring], column, "━" * slot, s["lane"])
             x = column + slot
             style = s["exit"] if transition.kind == "vm-exit" else s["trap"] if transition.kind == "trap" else s["iret"]
@@ -124,13 +124,19 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
         return self._assemble(rows, rings, lane_row, state, s, bool(transitions))
 
     @staticmethod
+    def _slot(transitions: list[Transition], index: int) -> int:
+        """Columns of lane before transition `index`: room for its step number and the previous label."""
+        previous = len(transitions[index - 1].label) + 1 if index > 0 else 0
+        return max(len(transitions[index].label), previous, len(str(transitions[index].step))) + 3
+
+    @staticmethod
     def _slots(transitions: list[Transition], selected: int, width: int) -> list[int]:
         """Indices of the transitions that fit, ending at the newest (or at the selection if it is older)."""
 
         def back_from(end: int) -> list[int]:
             used, chosen = max(6, len(transitions[end].label) + 1), []  # the newest label must fit too
             for index in range(end, -1, -1):
-                used += max(len(transitions[index].label), len(str(transitions[index].step))) + 4
+                used += TrapTimeline._slot(transitions, index) + 1
                 if used > width:
                     break
                 chosen.append(index)

@@ -15,7 +15,6 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from engine.vmm import MODE_TITLES
 from vizvm.vmm_state import ExitInfo, VmmState
 from vizvm.widgets.cpu import short_number
 from vizvm.widgets.panel import PanelMixin
@@ -75,7 +74,6 @@ class VmmPanel(PanelMixin, Widget, can_focus=True):
         c = state.counters
         items = [("exits", c.get("vmm_entries", 0)), ("emulated", c.get("emulated", 0)),
                  ("reflected", c.get("reflected", 0)), ("VMM cycles", c.get("vmm_cycles", 0))]
-        out.append(f"{MODE_TITLES[state.mode]}  ", style=s["heading"])
         for name, value in items:
             out.append(f"{name} ", style=s["muted"])
             out.append(f"{short_number(value)}  ", style=s["value"])
@@ -104,7 +102,7 @@ class VmmPanel(PanelMixin, Widget, can_focus=True):
         first, *others = state.blocks
         if first.mark:
             out.append(f"▶ block {first.guest_pc:#x} {first.mark} at step {first.mark_step} · "
-                       f"{first.hits} entries in the recorded steps\n", style=s["focus"])
+                       f"entered {first.hits}× in the recorded steps\n", style=s["focus"])
         else:
             out.append(f"  newest block {first.guest_pc:#x}\n", style=s["muted"])
         for line in first.listing:
@@ -118,7 +116,7 @@ class VmmPanel(PanelMixin, Widget, can_focus=True):
         for block in others:
             callouts = f"{block.callouts} callout{'s' if block.callouts != 1 else ''}" if block.callouts else ""
             out.append(f"  {block.guest_pc:#010x} {len(block.listing):>2} instr {callouts:<10}", style=Style())
-            out.append(f" {block.hits} entries\n" if block.hits else "\n", style=s["muted"])
+            out.append(f" entered {block.hits}×\n" if block.hits else "\n", style=s["muted"])
 
     @staticmethod
     def _hypercalls(out: Text, state: VmmState, s: dict[str, Style]) -> None:
@@ -139,7 +137,7 @@ class VmmPanel(PanelMixin, Widget, can_focus=True):
         total = state.counters.get("fidelity_violations", 0)
         out.append(f"fidelity violations  {total}", style=s["bad"] if total else s["heading"])
         if not total:
-            out.append("  (popf, pushf, smsw and sidt would run without trapping)\n", style=s["muted"])
+            out.append("  (popf, pushf, smsw and sidt do not trap)\n", style=s["muted"])
             return
         out.append("  sensitive instructions that did not trap\n", style=s["muted"])
         for event in state.fidelity[-3:]:
