@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.lesson import Action, Expectation, Lesson, LessonStep, ResolvedQuestion
+from engine.lesson import Action, Expectation, Lesson, LessonStep, Outcome, ResolvedQuestion
 from engine.lesson_runner import LessonRunner
 from vizvm.progress import Answer, LessonProgress, ProgressStore
 
@@ -105,6 +105,8 @@ class LessonSession:
         """How many machine steps the shown step's action ran."""
         self._after: dict[int, int] = {}
         """Machine step count right after each performed lesson step's action."""
+        self._results: dict[int, tuple[tuple[Check, ...], int]] = {}
+        """Checks and steps run of each step performed so far (the engine is deterministic: they never change)."""
 
     # ------------------------------------------------------------------ what is shown
     @property
@@ -142,8 +144,8 @@ class LessonSession:
         """Resume where the saved progress stopped (steps before it replay headless), or begin at step 1."""
         target = min(self.progress.step, self.total - 1)
         for index in range(target):
-            self.runner.perform(index)
-            self._after[index] = self.runner.machine.steps
+            self.index = index
+            self._record(self.runner.perform(index))
         self._enter(target)
 
     def next(self) -> bool:
@@ -162,11 +164,17 @@ class LessonSession:
         if self.index == 0:
             return False
         target = self.index - 1
-        self.runner.rewind_to(target)
-        for index in list(self._after):
-            if index >= target:
-                del self._after[index]
-        self._enter(target)
+        step = self.lesson.steps[target]
+        if target in self._results and (step.question is None or target in self.progress.answers):
+            self.runner.rewind_to(target + 1)  # straight to the end of its action: no need to run it again
+            self._forget_after(target + 1)
+            self.index, self.asking = target, False
+            self.checks, self.steps_run = self._results[target]
+            self._save()
+        else:
+            self.runner.rewind_to(target)
+            self._forget_after(target)
+            self._enter(target)
         return True
 
     def answer_with(self, text: str) -> bool:
@@ -215,15 +223,21 @@ class LessonSession:
 
     def _perform(self) -> None:
         self._return_to_lesson_state()
-        outcome = self.runner.perform(self.index)
-        failures = self.runner.check(self.index, outcome)
-        self._after[self.index] = self.runner.machine.steps
+        self._record(self.runner.perform(self.index))
         self.asking = False
-        self.steps_run = outcome.steps_run
-        self.checks = self._checks(failures)
+        self.checks, self.steps_run = self._results[self.index]
         if self.index == self.total - 1:
             self.progress.done = True
         self._save()
+
+    def _record(self, outcome: Outcome) -> None:
+        """Keep where the shown step's action left the machine, and its checks."""
+        self._after[self.index] = self.runner.machine.steps
+        self._results[self.index] = (self._checks(self.runner.check(self.index, outcome)), outcome.steps_run)
+
+    def _forget_after(self, first: int) -> None:
+        for index in [index for index in self._after if index >= first]:
+            del self._after[index]
 
     def _checks(self, failures: list[str]) -> tuple[Check, ...]:
         failed = {}
