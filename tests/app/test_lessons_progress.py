@@ -131,3 +131,26 @@ def test_progress_and_session_stay_headless() -> None:
             "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_session_previous_restores_every_step_exactly(data_dir: Path) -> None:
+    """Headless: walking back through lesson 2 gives each step's machine, checks and step count exactly."""
+    from engine.lesson import load_lesson
+    from vizvm.lesson_session import LessonSession
+    from vizvm.locations import find_lesson
+
+    session = LessonSession(load_lesson(find_lesson("02")), store=ProgressStore())
+    session.start()
+    seen = {}
+    while True:
+        if session.asking:
+            question = session.question
+            assert question is not None
+            session.answer_with(str(question.answer + 1) if question.kind == "choice" else hex(question.answer))
+        seen[session.index] = (session.runner.machine.snapshot(), session.checks, session.steps_run)
+        if not session.next():
+            break
+    assert session.progress.done and all(check.ok for _, checks, _ in seen.values() for check in checks)
+    while session.previous():
+        assert (session.runner.machine.snapshot(), session.checks, session.steps_run) == seen[session.index]
+    assert session.index == 0 and ProgressStore().get("02-system-calls") is not None
