@@ -30,6 +30,11 @@ SHOTS: tuple[tuple[str, str, tuple[int, int], str | None], ...] = (
     ("palette", "palette", (160, 50), None),
     ("trap-taken-100x30", "trap-taken", (100, 30), None),
     ("page-walk-projector-light", "page-walk", (160, 50), "vizvm-projector-light"),
+    ("trap-syscall", "trap-syscall", (160, 50), None),
+    ("bt-cache", "bt-cache", (160, 50), None),
+    ("hw-exit", "hw-exit", (160, 50), None),
+    ("popf-compare", "popf-compare", (160, 50), None),
+    ("trap-syscall-100x30", "trap-syscall", (100, 30), None),
 )
 """(file name, scenario, terminal size, theme)."""
 

@@ -177,7 +177,7 @@ def describe_step(events: Sequence[Any]) -> tuple[str, ...]:
         elif isinstance(event, VmExit):
             lines.append(f"→ VMM: {short_reason(event.via, event.reason)}")
         elif isinstance(event, FidelityViolation):
-            lines.append(f"✘ saw {event.real:#x}, real machine {event.virtual:#x}")
+            lines.append(f"✘ saw {event.real:#x}, not {event.virtual:#x}")
         elif isinstance(event, Emulated):
             lines.append(f"  {event.effect}")
         elif isinstance(event, Reflected):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from rich.console import RenderableType
 from rich.style import Style
 from rich.text import Text
@@ -13,9 +15,12 @@ from engine.vmm import MODE_TITLES
 from vizvm.compare_model import ModeColumn
 from vizvm.widgets.panel import PanelMixin
 
-FIGURES = (("guest instructions", "guest instr"), ("exits to the VMM", "exits"), ("emulated", "emulated"),
-           ("reflected", "reflected"), ("hypercalls", "hypercalls"), ("bt_blocks", "BT blocks"),
-           ("bt_hits", "BT hits"), ("fidelity_violations", "fidelity ✘"), ("cycles", "cycles"))
+FIGURES = (("guest instructions", "guest instr", "instr"), ("exits to the VMM", "exits", "exits"),
+           ("emulated", "emulated", "emul"), ("reflected", "reflected", "refl"), ("hypercalls", "hypercalls", "hcall"),
+           ("bt_blocks", "BT blocks", "blocks"), ("bt_hits", "BT hits", "hits"),
+           ("fidelity_violations", "fidelity viol", "fid ✘"), ("cycles", "cycles", "cycles"))
+"""(counter, label, label in a narrow column)."""
+NARROW = 26
 
 
 class ModeColumnView(PanelMixin, Widget):
@@ -39,17 +44,20 @@ class ModeColumnView(PanelMixin, Widget):
         s = self.styles_for(*self.COMPONENT_CLASSES)
         out = Text(no_wrap=True, overflow="ellipsis")
         state = "halted" if column.halted else f"pc {column.pc:#010x}"
-        out.append(f"step {column.steps:,} · {state}\n")
+        out.append(f"step {column.steps:,}\n{state}\n")
         rings = f"guest ring {column.guest_ring}"
         if column.mode != "native":
-            rings += f" · real ring {column.real_ring}"
+            rings += f", real {column.real_ring}"
         out.append(rings + "\n", style=s["muted"])
-        for name, label in FIGURES:
+        width = self.content_size.width
+        narrow = width < NARROW
+        self.border_title = column.mode if narrow else column.title
+        for name, label, short in FIGURES:
             value = column.figure(name)
             style = s["bad"] if name == "fidelity_violations" and value else s["value"]
-            out.append(f" {label:<12}", style=s["muted"])
-            out.append(f"{value:>10,}\n", style=style)
-        self._end(out, column, s)
+            out.append(f"{short:<6}" if narrow else f" {label:<13}", style=s["muted"])
+            out.append(f"{value:>{max(width - 7, 4)},}\n" if narrow else f"{value:>11,}\n", style=style)
+        self._end(out, column, s, max(self.content_size.width - 3, 12))
         self._recent(out, column, s, self.content_size.height - len(out.split()) - 1)
         return out
 
@@ -70,18 +78,22 @@ class ModeColumnView(PanelMixin, Widget):
             out.append(f"{text}\n", style=style)
 
     @staticmethod
-    def _end(out: Text, column: ModeColumn, s: dict[str, Style]) -> None:
+    def _end(out: Text, column: ModeColumn, s: dict[str, Style], width: int) -> None:
         survey = column.survey
         if survey is None:
             return
         out.append("whole run\n", style=s["heading"])
-        out.append(f" {survey.steps:,} steps · {survey.cycles:,} cycles\n", style=s["muted"])
+        out.append(f" {survey.steps:,} steps\n {survey.cycles:,} cycles\n", style=s["muted"])
         if column.mode == "native":
-            out.append(" the reference\n", style=s["muted"])
+            verdict, style = "the reference", s["muted"]
         elif survey.divergence:
-            out.append(f" ✘ {survey.divergence}\n", style=s["bad"])
+            verdict, style = f"✘ {survey.divergence}", s["bad"]
         else:
-            out.append(" ✔ the guest sees what it sees natively\n", style=s["good"])
+            verdict, style = "✔ the guest sees what it sees natively", s["good"]
+            if column.mode == "pv":
+                verdict += " (console and exit: another kernel build)"
+        for line in textwrap.wrap(verdict, width):
+            out.append(f" {line}\n", style=style)
 
 
 class CostBars(Widget):
