@@ -158,6 +158,7 @@ async def test_focus_highlights_panels_and_items() -> None:
         screen = await lesson_screen(pilot)
         cpu = screen.query_one(CpuPanel)
         assert cpu.has_class("-lesson-focus") and "ring" in str(cpu.border_subtitle)
+        assert cpu.spotlight == {"ring"}, "the ring label itself is highlighted"
         assert not screen.query_one(TrapTimeline).has_class("-lesson-focus")
         screen.session.answer_with("1")
         screen.session.next()

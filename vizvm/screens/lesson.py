@@ -18,6 +18,7 @@ from textual.widget import Widget
 from engine.machine import Machine
 from vizvm.lesson_session import LessonSession
 from vizvm.screens.machine import MOVE, PANEL_IDS, MachineScreen
+from vizvm.widgets.cpu import CpuPanel
 from vizvm.widgets.lesson_pane import LessonPane
 from vizvm.widgets.question import QuestionBox
 from vizvm.widgets.timeline import TrapTimeline
@@ -105,6 +106,7 @@ class LessonScreen(MachineScreen):
             panel.set_class(wanted, "-lesson-focus")
             named = [item for item in items.get(panel_id, []) if item]
             panel.border_subtitle = ("◆ look here" + (f": {', '.join(named)}" if named else "")) if wanted else ""
+        self.query_one(CpuPanel).spotlight = frozenset(items.get("cpu", ()))
 
     def _highlight(self) -> None:
         items = self._focus_items()

@@ -36,9 +36,11 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
     ALLOW_MAXIMIZE = True
     PANEL_TITLE = "CPU"
     COMPONENT_CLASSES = {"cpu--name", "cpu--changed", "cpu--off", "cpu--on", "cpu--old", "cpu--heading",
-                         *VCPU_COMPONENTS}
+                         "cpu--spotlight", *VCPU_COMPONENTS}
 
     state: reactive[CpuState | None] = reactive(None)
+    spotlight: reactive[frozenset[str]] = reactive(frozenset())
+    """Register names a lesson points at (``ring``, ``cr3``...): their labels are highlighted."""
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
@@ -58,8 +60,11 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
         values, changed = state.values, state.changed
         out = Text(no_wrap=True, overflow="ellipsis")
 
+        def label(name: str, text: str) -> None:
+            out.append(text, style=s["spotlight"] if name in self.spotlight else s["name"])
+
         def reg(name: str, width: int = 4) -> None:
-            out.append(f"{name:<{width}}", style=s["name"])
+            label(name, f"{name:<{width}}")
             out.append(f"{values[name]:08x}", style=s["changed"] if name in changed else Style())
 
         for left, right in (("r0", "r4"), ("r1", "r5"), ("r2", "r6"), ("r3", "r7"), ("sp", "pc")):
@@ -67,7 +72,7 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
             out.append("   ")
             reg(right)
             out.append("\n")
-        out.append("flags ", style=s["name"])
+        label("flags", "flags ")
         for letter, bit in FLAG_ORDER:
             on = bool(values["flags"] & bit)
             style = s["on"] if on else s["off"]
@@ -82,7 +87,7 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
             self._counters(out, state, s)
             return out
         ring = values["ring"]
-        out.append("ring  ", style=s["name"])
+        label("ring", "ring  ")
         out.append(f"{ring} ({RING_LANES.get(ring, '?')})", style=s["changed"] if "ring" in changed else Style())
         out.append("  paging ", style=s["name"])
         out.append("on" if values["cr0"] & CR0_PG else "off", style=s["on"] if state.paging else s["off"])
