@@ -17,7 +17,7 @@ from typing import cast
 from textual.message_pump import MessagePump
 from textual.timer import Timer
 
-from engine.events import PortIO, Reflected, TrapTaken, VmExit
+from engine.events import PortIO, TrapTaken
 from engine.machine import Machine, StepResult
 from engine.timetravel import TimeMachine
 from engine.vmm import Hypervisor
@@ -26,6 +26,7 @@ from vizvm.history import Recording, handler_depth_change
 from vizvm.memview import frame_map
 from vizvm.messages import MachineChanged, RunStateChanged
 from vizvm.viewmodel import StatusState, machine_title
+from vizvm.vmm_view import timeline_state, vcpu_state, vmm_goal_reached, vmm_probe
 
 SPEEDS: tuple[int, ...] = (1, 10, 100, 1_000, 10_000, 100_000, 0)
 """Run speeds in steps per second; 0 means as fast as the engine goes."""
@@ -300,10 +301,8 @@ class EngineBridge:
             elif isinstance(event, PortIO) and goal == "io":
                 op = "out" if event.write else "in"
                 return f"I/O: {op} port {event.port:#x} = {event.value:#x} ({event.device})"
-            elif isinstance(event, VmExit) and goal == "trap":  # under a VMM: every exit to it
-                return f"exit to the VMM ({event.via}): {event.reason} at {event.guest_pc:#010x}"
-            elif isinstance(event, Reflected) and goal == "page-fault" and event.vector == 14:
-                return f"page fault reflected into the guest kernel's handler {event.handler:#010x}"
+            elif vmm_goal_reached(event, goal):  # under a VMM: an exit to it, or a page fault it reflects
+                return vmm_goal_reached(event, goal)
         if goal == "iret":
             self._depth += handler_depth_change(result)
             if self._depth < 0:
@@ -314,8 +313,6 @@ class EngineBridge:
         machine = self.machine
         cpu, ports = machine.cpu, machine.ports.counters
         if isinstance(machine, Hypervisor):
-            from vizvm.vmm_view import vmm_probe
-
             return vmm_probe(machine, self.goal)
         if self.goal == "trap":
             return lambda: sum(cpu.trap_counts.values())
@@ -407,8 +404,6 @@ class EngineBridge:
         values = vm.registers(machine)
         base, since = (self._mark, self._mark_step) if self.cumulative else (self._before, machine.steps - 1)
         changed = frozenset(name for name, value in values.items() if base.get(name) != value)
-        from vizvm.vmm_view import vcpu_state
-
         return vm.CpuState(values, changed, {name: base[name] for name in changed if name in base},
                            self.cumulative, since, machine.cpu.paging, machine.halted, machine.counters(),
                            vcpu_state(machine))
@@ -424,8 +419,6 @@ class EngineBridge:
 
     def timeline_state(self) -> vm.TimelineState:
         """Lanes and transitions over the recorded window (guest user / guest kernel / VMM when virtualized)."""
-        from vizvm.vmm_view import timeline_state
-
         return timeline_state(self.machine, self.recording)
 
     def io_state(self) -> vm.IoState:

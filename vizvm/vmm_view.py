@@ -263,6 +263,16 @@ def vmm_probe(system: Any, goal: str) -> Callable[[], int] | None:
     return None
 
 
+def vmm_goal_reached(event: Event, goal: str) -> str:
+    """Why a run toward `goal` stops at `event` under a VMM ('' if it does not): ``trap`` stops at every
+    exit to the VMM, ``page-fault`` at a page fault the VMM reflects into the guest kernel."""
+    if isinstance(event, VmExit) and goal == "trap":
+        return f"exit to the VMM ({event.via}): {event.reason} at {event.guest_pc:#010x}"
+    if isinstance(event, Reflected) and goal == "page-fault" and event.vector == 14:
+        return f"page fault reflected into the guest kernel's handler {event.handler:#010x}"
+    return ""
+
+
 def first_step(system: Any, matches: Callable[[Event], bool], counter: str, *, limit: int = 2_000_000,
                chunk: int = 1_000) -> int | None:
     """The first step of a fresh copy of `system` with an event that `matches` (None if none before `limit`).
