@@ -45,7 +45,7 @@ class VizVMApp(App[None]):
     """Opens the machine screen on the machine the factory builds (after the first paint)."""
 
     TITLE = "vizvm"
-    CSS_PATH: ClassVar = ["styles/app.tcss", "styles/lesson.tcss"]
+    CSS_PATH: ClassVar = ["styles/app.tcss", "styles/lesson.tcss", "styles/vmm.tcss"]
     COMMANDS: ClassVar = {MachineCommands}
     ALLOW_IN_MAXIMIZED_VIEW: ClassVar[str] = "Footer, KeyEchoRack"
     """A maximized panel keeps the footer and, in classroom mode, the key echo."""

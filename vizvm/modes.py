@@ -16,15 +16,11 @@ from engine.systems import System, build_system
 from engine.vmm import MODE_TITLES, MODES
 
 MODE_HELP: dict[str, str] = {
-    "native": "the kernel runs in real ring 0; no VMM",
-    "trap": "the guest kernel runs in ring 1; privileged instructions trap to the VMM, which emulates them "
-            "(popf, pushf, smsw and sidt do not trap: fidelity violations)",
-    "bt": "guest-kernel code is translated block by block; privileged and sensitive instructions become "
-          "calls into the VMM",
-    "pv": "a paravirtual kernel build asks the hypervisor by hypercall instead of running privileged "
-          "instructions",
-    "hw": "the guest kernel runs in ring 0 of guest mode; the VM-control structure says which instructions "
-          "exit to the VMM",
+    "native": "the kernel runs in real ring 0; there is no VMM",
+    "trap": "kernel deprivileged to ring 1; each privileged instruction traps and is emulated",
+    "bt": "kernel code translated block by block; sensitive instructions become VMM calls",
+    "pv": "a paravirtual kernel build calls the hypervisor (hypercalls) instead",
+    "hw": "kernel in ring 0 of guest mode; the VM-control structure picks what exits",
 }
 """One line per mode for the mode selector."""
 

@@ -22,7 +22,7 @@ from engine.events import (
 )
 from engine.isa import VECTOR_DESCRIPTIONS
 from vizvm.history import Recording
-from vizvm.vmm_view import GuestRingTracker, mode_of
+from vizvm.vmm_view import GuestRingTracker, full_reason, mode_of
 
 MAX_OTHER_BLOCKS = 40
 """Translated blocks listed besides the current one (newest first)."""
@@ -109,8 +109,9 @@ def _exits(recording: Recording, mode: str) -> tuple[ExitInfo | None, Counter[st
         for index, event in enumerate(events):
             ring = rings.ring_of(event)
             if isinstance(event, VmExit):
-                reasons[event.reason] += 1
-                last = ExitInfo(result.step, event.via, event.reason, event.guest_pc, ring,
+                reason = full_reason(event.reason)
+                reasons[reason] += 1
+                last = ExitInfo(result.step, event.via, reason, event.guest_pc, ring,
                                 _qualify(list(events[index + 1:])))
     return last, reasons
 

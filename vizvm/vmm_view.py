@@ -102,6 +102,14 @@ class GuestRingTracker:
         return self.ring if self.hw and self.ring >= 0 else int(stated)
 
 
+def full_reason(reason: str) -> str:
+    """An exit reason for reading: a hypercall gets its name (``hypercall 7 io_out``)."""
+    number = reason.removeprefix("hypercall ")
+    if reason.startswith("hypercall ") and number.isdigit() and int(number) in HYPERCALL_NAMES:
+        return f"{reason} {HYPERCALL_NAMES[int(number)]}"
+    return reason
+
+
 def world_transitions(recording: Recording, mode: str = "trap") -> list[Transition]:
     """Every guest->VMM exit, VMM->guest entry, and in-guest trap or return in the window, oldest first."""
     found: list[Transition] = []

@@ -27,7 +27,6 @@ PAGE = 100
 class CompareScreen(Screen[None]):
     """Every mode side by side; s / b move all of them one step."""
 
-    CSS_PATH: ClassVar = ["../styles/vmm.tcss"]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s,right", "step(1)", "Step", tooltip="Every mode one step forward"),
         Binding("b,left", "step(-1)", "Back", tooltip="Every mode one step back"),

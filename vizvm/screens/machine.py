@@ -73,7 +73,7 @@ COMPACT_SIZE = (140, 40)
 class MachineScreen(Screen[None]):
     """Code, CPU, memory mapper, trap timeline, event log and I/O for one machine."""
 
-    CSS_PATH: ClassVar = ["../styles/machine.tcss", "../styles/vmm.tcss"]
+    CSS_PATH = "../styles/machine.tcss"
     AUTO_FOCUS = "#code"
     # The footer merges neighbouring shown bindings of one group into one item without descriptions,
     # so shown bindings alternate groups here; the help screen regroups everything.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -30,11 +31,19 @@ class ModeDialog(ModalScreen[str | None]):
             yield Static("The program restarts at step 0 in the chosen mode (the timeline starts again). The same "
                          "guest runs every way: watch the trap timeline's VMM lane, the CPU panel's virtual CPU and "
                          "the VMM panel (7).", classes="dialog-help")
-            options = [Option(f"{'●' if mode == self.current else ' '} {mode_label(mode)}\n    {MODE_HELP[mode]}",
-                              id=mode) for mode in MODES]
+            options = [Option(self._row(mode), id=mode) for mode in MODES]
             yield OptionList(*options, id="modes")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
+
+    def _row(self, mode: str) -> Table:
+        """The mode's name beside its one-line description (which wraps in its own column)."""
+        row = Table.grid(padding=(0, 1), expand=True)
+        row.add_column(width=1)
+        row.add_column(width=25, style="bold")
+        row.add_column(ratio=1)
+        row.add_row("●" if mode == self.current else " ", mode_label(mode), MODE_HELP[mode])
+        return row
 
     def on_mount(self) -> None:
         """Start on the current mode."""

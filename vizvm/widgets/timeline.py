@@ -175,7 +175,8 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
             for char, style in row:
                 out.append(char, style=style)
         if not any_transition:
-            out.append(f"\n{'':<{pad}}no trap or return in recorded steps "
+            crossing = "exit to the VMM, trap or return" if state.lanes else "trap or return"
+            out.append(f"\n{'':<{pad}}no {crossing} in recorded steps "
                        f"{state.lo}–{max(state.hi - 1, state.lo)}", style=s["muted"])
         else:
             index = self._selected_index()
