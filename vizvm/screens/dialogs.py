@@ -17,6 +17,12 @@ KIND_HELP: dict[str, str] = {
     "tlb": "TLB lookups (hit or miss)", "tlb-fill": "TLB fills", "tlb-evict": "TLB evictions",
     "tlb-flush": "TLB flushes", "mem": "loads and stores", "io": "port I/O", "cr": "control register writes",
     "irq": "interrupt lines raised", "halt": "machine halted",
+    "vm-exit": "guest to VMM (trap, callout, hypercall, VM exit)", "vm-entry": "VMM resumes the guest",
+    "emulate": "VMM emulated an instruction", "reflect": "VMM delivered a trap into the guest kernel",
+    "fidelity": "sensitive instruction saw real state", "hypercall": "paravirtual guest called the VMM",
+    "bt-translate": "block put in the translation cache", "bt-hit": "translated block entered",
+    "bt-invalidate": "translated blocks dropped", "vm-switch": "VMM switched VMs", "vm-stop": "VM stopped",
+    "nested-hit": "nested TLB hit",
 }
 
 
@@ -89,8 +95,8 @@ class EventFilterDialog(ModalScreen[frozenset[str] | None]):
 
     @on(Button.Pressed, "#traps")
     def only_traps(self) -> None:
-        """Traps, returns, interrupts and halts."""
-        self._only({"trap", "iret", "irq", "halt"})
+        """Traps, returns, interrupts and halts (under a VMM also exits, entries, reflections, fidelity)."""
+        self._only({"trap", "iret", "irq", "halt", "vm-exit", "vm-entry", "reflect", "fidelity", "vm-stop"})
 
     @on(Button.Pressed, "#memory")
     def only_memory(self) -> None:

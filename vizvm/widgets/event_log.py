@@ -23,6 +23,9 @@ KIND_STYLE = {
     "instr": "instr", "trap": "trap", "iret": "trap", "walk": "walk", "pte-update": "walk", "tlb": "tlb",
     "tlb-fill": "tlb", "tlb-evict": "tlb", "tlb-flush": "tlb", "mem": "mem", "io": "io", "cr": "cr",
     "irq": "trap", "halt": "halt",
+    **dict.fromkeys(("vm-exit", "vm-entry", "emulate", "reflect", "hypercall", "bt-translate", "bt-hit",
+                     "bt-invalidate", "vm-switch", "vm-stop", "nested-hit"), "vmm"),
+    "fidelity": "halt",
 }
 
 
@@ -33,7 +36,7 @@ class EventLog(PanelMixin, Widget, can_focus=True):
     ALLOW_MAXIMIZE = True
     PANEL_TITLE = "Event log"
     COMPONENT_CLASSES = {"log--step", "log--now", "log--instr", "log--trap", "log--walk", "log--tlb",
-                         "log--mem", "log--io", "log--cr", "log--halt"}
+                         "log--mem", "log--io", "log--cr", "log--halt", "log--vmm"}
 
     BINDINGS = [
         Binding("up", "scroll_lines(1)", "Older", show=False),
