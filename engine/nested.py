@@ -45,6 +45,7 @@ class NestedPaging:
         self.sink = sink
         self.levels = levels
         self.bits = split_levels(levels)
+        self.table_base = table_base
         self.next_table = table_base
         self.table_limit = table_limit
         self.root = self._new_table(self.bits[0])

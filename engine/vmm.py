@@ -10,7 +10,7 @@ and emulation is charged in cycles by the cost model (engine/costs.py).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.bt import TranslationCache
@@ -135,7 +135,6 @@ class Hypervisor:
                        "shadow": SHADOW_TABLE_SPACE + (4 << 20 if base_config.page_levels == 1 else 0)
                        }.get(memory_mode, 0)
         host_size = guests_end + table_space * len(guests)
-        from dataclasses import replace
         self.machine = Machine(replace(base_config, memory_size=host_size).validate())
         self.mode = mode
         self.costs = costs or CostModel()
@@ -254,18 +253,27 @@ class Hypervisor:
 
     def step(self) -> StepResult:
         """One recorded host step (guest instruction, VMM work it triggers, or an interrupt)."""
-        self._reschedule_if_needed()
+        sink = self.machine.sink
+        sink.events, sink.step = [], self.machine.steps  # a world switch belongs to this step's events
+        try:
+            self._reschedule_if_needed()
+            switch_events = tuple(sink.events)
+        finally:
+            sink.events = None
         result = self.machine.step()
         self.slice_used += 1
         self._after_run()
-        return result
+        return replace(result, events=switch_events + result.events) if switch_events else result
 
     def run(self, max_steps: int) -> int:
         """Up to `max_steps` unrecorded host steps, switching VMs every `quantum` steps."""
         done = 0
         while done < max_steps and not self.halted:
             self._reschedule_if_needed()
-            chunk = min(max_steps - done, self.quantum - self.slice_used) if len(self.vms) > 1 else max_steps - done
+            runnable = sum(vm.stop_reason is None for vm in self.vms)
+            chunk = max_steps - done
+            if runnable > 1:  # stop at the end of the time slice so the scheduler can switch
+                chunk = min(chunk, max(self.quantum - self.slice_used, 1))
             ran = self.machine.run(chunk)
             self.slice_used += ran
             done += ran
@@ -287,6 +295,20 @@ class Hypervisor:
                         counts[prefix + name] = value
         return counts
 
+    def frame_owners(self) -> list[str]:
+        """Who owns each host frame: "vmm", "vm0", "vm1", ..., "vm0 host tables", "vm0 shadow tables", "free"."""
+        owners = ["free"] * (len(self.machine.memory) // PAGE_SIZE)
+        for frame in range(VMM_RESERVED // PAGE_SIZE):
+            owners[frame] = "vmm"
+        for vm in self.vms:
+            for frame in range(vm.base // PAGE_SIZE, (vm.base + vm.size) // PAGE_SIZE):
+                owners[frame] = f"vm{vm.vm_id}"
+            for part, label in ((vm.nested, "host tables"), (vm.shadow, "shadow tables")):
+                if part is not None:
+                    for frame in range(part.table_base // PAGE_SIZE, -(-part.next_table // PAGE_SIZE)):
+                        owners[frame] = f"vm{vm.vm_id} {label}"
+        return owners
+
     # ------------------------------------------------------------------ scheduling
     def _after_run(self) -> None:
         cpu = self.machine.cpu
@@ -297,6 +319,8 @@ class Hypervisor:
     def _reschedule_if_needed(self) -> None:
         runnable = [vm for vm in self.vms if vm.stop_reason is None]
         if not runnable:
+            return
+        if len(runnable) == 1 and runnable[0] is self.current:
             return
         if self.current.stop_reason is not None or (len(runnable) > 1 and self.slice_used >= self.quantum):
             following = [vm for vm in self.vms[self.current.vm_id + 1:] + self.vms[:self.current.vm_id + 1]

@@ -148,3 +148,39 @@ def test_popek_goldberg_theorem_1_names_the_witnesses() -> None:
     assert {m for m, _ in classic.witnesses} == {"pushf", "popf", "smsw", "sidt"}
     assert not set(m for m, _ in classic.witnesses) <= set(classic.privileged)
     assert theorem_1("hw").virtualizable
+
+
+@pytest.mark.parametrize("mode", ALL_VMM)
+def test_two_vms_share_the_cpu_and_stay_apart(mode: str) -> None:
+    from engine.events import VmSwitched
+    from engine.programs import assemble_shipped
+    from engine.vmm import GuestSpec
+
+    kernel = assemble_shipped("kernel")
+    pairs = (("a", "hello"), ("b", "count"))
+    guests = [GuestSpec(kernel, (assemble_shipped(program),), name) for name, program in pairs]
+    hv = Hypervisor(mode, guests, quantum=3000)
+    switches = sum(isinstance(e, VmSwitched) for _ in range(7000) for e in hv.step().events)
+    assert switches >= 2
+    hv.run(5_000_000)
+    assert hv.halted and [vm.exit_code for vm in hv.vms] == [0, 0]
+    alone = [build_system("native", user_programs=(p,)) for p in ("hello", "count")]
+    for machine in alone:
+        machine.run(3_000_000)
+    assert [vm.console_text for vm in hv.vms] == [m.console_output for m in alone]
+    for vm, machine in zip(hv.vms, alone, strict=True):  # each VM's memory is exactly what it has alone
+        assert bytes(hv.machine.memory[vm.base:vm.base + vm.size]) == bytes(machine.memory)
+
+
+def test_host_frame_table_names_every_owner() -> None:
+    from engine.programs import assemble_shipped
+    from engine.vmm import GuestSpec
+
+    kernel = assemble_shipped("kernel")
+    guests = [GuestSpec(kernel, (assemble_shipped("hello"),), name) for name in ("a", "b")]
+    for memory_mode, tables in (("nested", "vm1 host tables"), ("shadow", "vm1 shadow tables")):
+        hv = Hypervisor("hw", guests, memory_mode=memory_mode)
+        hv.run(200_000)
+        owners = hv.frame_owners()
+        assert owners[0] == "vmm" and {"vm0", "vm1", tables} <= set(owners)
+        assert owners.count("vm0") == hv.vms[0].size // 4096
