@@ -7,6 +7,7 @@ on timing. `SCENARIOS` lists them with the file name each screenshot gets.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from textual.app import App
@@ -34,13 +35,18 @@ def no_blink(app: App[None]) -> None:
             field.cursor_blink = False
 
 
-async def wait_stopped(pilot: Pilot[None], limit: float = 30.0) -> None:
-    """Let a run finish (it stops at its goal, a breakpoint or a halt)."""
+async def wait_stopped(pilot: Pilot[None], limit: float = 300.0) -> None:
+    """Let a run finish (it stops at its goal, a breakpoint or a halt).
+
+    The limit is wall-clock seconds and generous: on a loaded machine a run takes longer, but it
+    always ends in the same state, so waiting longer never changes a snapshot.
+    """
     screen = machine_screen(pilot.app)
-    waited = 0.0
-    while screen.bridge.running and waited < limit:
+    deadline = time.monotonic() + limit
+    while screen.bridge.running and time.monotonic() < deadline:
         await pilot.pause(0.02)
-        waited += 0.02
+    if screen.bridge.running:
+        raise TimeoutError(f"the run did not stop within {limit} s")
     await pilot.pause()
 
 
@@ -133,10 +139,17 @@ async def compare_divergence(pilot: Pilot[None]) -> None:
     from vizvm.screens.compare import CompareScreen
 
     machine_screen(pilot.app).action_compare_modes()
-    await pilot.pause()
+    await compare_ready(pilot)
     screen = pilot.app.screen
     if isinstance(screen, CompareScreen):
         screen.action_divergence()
+    await pilot.pause()
+
+
+async def compare_ready(pilot: Pilot[None]) -> None:
+    """Wait until the compare screen has run every mode to its end (a worker thread does)."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
     await pilot.pause()
 
 

@@ -16,7 +16,7 @@ from tests.app.demo_machine import demo_machine
 from tests.app.vmm_systems import DEMO_OUT_STEP, DEMO_SYSCALL_STEP, demo_system, popf_machine
 from vizvm.app import VizVMApp, make_app
 from vizvm.commands import MachineCommands, command_entries
-from vizvm.scenarios import machine_screen, wait_stopped
+from vizvm.scenarios import compare_ready, machine_screen, wait_stopped
 from vizvm.screens.compare import CompareScreen
 from vizvm.screens.machine import MachineScreen
 from vizvm.screens.mode import ModeDialog
@@ -73,10 +73,10 @@ async def test_mode_and_compare_keys_palette_and_help(demo_app: VizVMApp) -> Non
         await pilot.pause()
         assert getattr(screen.bridge.machine, "mode", "") == "bt"
         await pilot.press("V")
-        await pilot.pause()
+        await compare_ready(pilot)
         assert isinstance(demo_app.screen, CompareScreen)
         await pilot.press("s", "s", "b")
-        assert demo_app.screen.session.cursor == 1
+        assert demo_app.screen.session is not None and demo_app.screen.session.cursor == 1
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(demo_app.screen, MachineScreen)
@@ -197,6 +197,8 @@ async def test_compare_screen_steps_every_mode_and_finds_the_popf_divergence() -
         await pilot.pause()
         compare = app.screen
         assert isinstance(compare, CompareScreen)
+        await compare_ready(pilot)  # every mode has run to its end
+        assert compare.session is not None and compare.session.cursor == 0
         compare.action_step(3)
         await pilot.pause()
         assert {c.column.steps for c in compare.query(ModeColumnView) if c.column} == {3}

@@ -44,9 +44,9 @@ class CompareScreen(Screen[None]):
         super().__init__()
         self.source = system
         self.modes = modes
-        self.session = CompareSession(lambda mode: rebuild(system, mode), modes)
-        first: Any = self.session.machines[modes[0]].machine
-        self.title_text = machine_title(first).split(" · ")[0]  # the guest, without its mode
+        self.session: CompareSession | None = None
+        """Built by a worker thread (each mode runs to its end first); None until then."""
+        self.title_text = machine_title(system).split(" · ")[0]  # the guest, without its mode
 
     def compose(self) -> ComposeResult:
         """Heading, a column per mode, the cost bars, the divergence banner, the footer."""
@@ -59,12 +59,32 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Show step 0."""
+        """Run every mode to its end in a worker thread, then show step 0."""
+        self.query_one("#compare-heading", Static).update(
+            f"[b]Compare modes[/b] · {self.title_text} · running every mode to its end…")
+        self.run_worker(self._survey, thread=True, exclusive=True, name="compare-survey")
+
+    def _survey(self) -> None:
+        source = self.source
+        session = CompareSession(lambda mode: rebuild(source, mode), self.modes)
+        self.app.call_from_thread(self._ready, session)
+
+    def _ready(self, session: CompareSession) -> None:
+        if not self.is_attached:  # closed while the survey ran
+            return
+        self.session = session
         self.refresh_columns()
+
+    def _move(self, step: int) -> None:
+        if self.session is not None:  # keys pressed while the survey runs do nothing
+            self.session.go_to(step)
+            self.refresh_columns()
 
     def refresh_columns(self) -> None:
         """Push every mode's state at the cursor down to the widgets."""
         session = self.session
+        if session is None:
+            return
         columns = session.columns()
         for column in columns:
             self.query_one(f"#column-{column.mode}", ModeColumnView).column = column
@@ -81,38 +101,40 @@ class CompareScreen(Screen[None]):
 
     def action_step(self, delta: int) -> None:
         """Move the shared cursor."""
-        self.session.go_to(self.session.cursor + delta)
-        self.refresh_columns()
+        if self.session is not None:
+            self._move(self.session.cursor + delta)
 
     def action_divergence(self) -> None:
         """Go to just after the first fidelity violation."""
+        if self.session is None:
+            return
         event = self.session.divergence()
         if event is None:
             self.notify("No mode diverges: no sensitive instruction ran without trapping.", timeout=3)
             return
-        self.session.go_to(event.step + 1)
-        self.refresh_columns()
+        self._move(event.step + 1)
 
     def action_go_to_step(self) -> None:
         """Ask for a step and put every mode there."""
         from vizvm.screens.dialogs import GoToStepDialog
 
+        if self.session is None:
+            return
+
         def chosen(step: int | None) -> None:
             if step is not None:
-                self.session.go_to(step)
-                self.refresh_columns()
+                self._move(step)
 
         self.app.push_screen(GoToStepDialog(self.session.cursor, self.session.end), chosen)
 
     def action_end(self) -> None:
         """Every mode at its end."""
-        self.session.go_to(self.session.end)
-        self.refresh_columns()
+        if self.session is not None:
+            self._move(self.session.end)
 
     def action_reset(self) -> None:
         """Every mode at step 0."""
-        self.session.go_to(0)
-        self.refresh_columns()
+        self._move(0)
 
     def action_close(self) -> None:
         """Back to the machine screen."""

@@ -83,7 +83,8 @@ class ModeColumnView(PanelMixin, Widget):
         if survey is None:
             return
         out.append("whole run\n", style=s["heading"])
-        out.append(f" {survey.steps:,} steps\n {survey.cycles:,} cycles\n", style=s["muted"])
+        ending = "" if survey.halted else " (still running)"
+        out.append(f" {survey.steps:,} steps{ending}\n {survey.cycles:,} cycles\n", style=s["muted"])
         if column.mode == "native":
             verdict, style = "the reference", s["muted"]
         elif survey.divergence:
