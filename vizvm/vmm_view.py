@@ -3,7 +3,9 @@
 A system is a Machine (native) or a Hypervisor (trap, bt, pv, hw). Natively the timeline has the
 user and kernel lanes; virtualized it has guest user, guest kernel and VMM lanes, and every
 guest-to-VMM transition (a VM exit, a BT callout, a hypercall) is drawn with its reason. The CPU
-panel shows the virtual CPU (what the guest believes) beside the real one. No Textual import here.
+panel shows the virtual CPU (what the guest believes) beside the real one. Run goals ("next trap"
+means the next exit to the VMM) and a search for the first step with a given event live here too.
+No Textual import here.
 """
 
 from __future__ import annotations
@@ -141,6 +143,11 @@ def world_transitions(recording: Recording, mode: str = "trap") -> list[Transiti
                 found.append(Transition(result.step, "vm-exit", VMM_LANE, VMM_LANE, "VM stops",
                                         detail=f"vm{event.vm} stopped: {event.reason}"))
             elif isinstance(event, TrapTaken):  # hardware assist: the guest's own trap table, in guest mode
+                short = SHORT_CAUSES.get(event.vector, event.cause)
+                entry = found[-1] if found else None
+                if entry is not None and entry.step == result.step and entry.kind == "vm-entry":
+                    found[-1] = Transition(entry.step, entry.kind, entry.from_ring, entry.to_ring, f"inject {short}",
+                                           detail=f"the VMM injects the {event.cause} into the guest")
                 found.append(Transition(result.step, "trap", lane_of_ring(event.from_ring),
                                         lane_of_ring(event.to_ring), SHORT_CAUSES.get(event.vector, event.cause),
                                         event.vector, detail=f"{event.cause} delivered by the CPU in guest mode"))
