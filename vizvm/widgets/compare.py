@@ -102,7 +102,7 @@ class CostBars(Widget):
 
     COMPONENT_CLASSES = {"bars--heading", "bars--bar", "bars--muted", "bars--bad"}
 
-    columns: reactive[tuple[ModeColumn, ...]] = reactive(())
+    columns: reactive[tuple[ModeColumn, ...]] = reactive((), layout=True)  # its height follows the mode count
 
     def render(self) -> RenderableType:
         """One bar per mode, with its ratio to native."""
