@@ -18,6 +18,8 @@ FLAG_ORDER = (("Z", Flag.Z), ("N", Flag.N), ("C", Flag.C), ("V", Flag.V), ("IF",
 COUNTERS = (("instructions", "instr"), ("cycles", "cycles"), ("traps", "traps"), ("tlb_hits", "TLB hit"),
             ("tlb_misses", "misses"), ("walks", "walks"), ("page_faults", "#PF"),
             ("port_reads", "in"), ("port_writes", "out"))
+VMM_COUNTERS = (("instructions", "instr"), ("cycles", "cycles"), ("vmm_entries", "exits"), ("tlb_hits", "TLB hit"),
+                ("tlb_misses", "misses"), ("walks", "walks"), ("emulated", "emul"), ("reflected", "reflect"))
 
 
 def short_number(value: int) -> str:
@@ -119,7 +121,8 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
 
     def _counters(self, out: Text, state: CpuState, s: dict[str, Style]) -> None:
         out.append("\ncounters\n", style=s["heading"])
-        items = [(label, state.counters.get(key, 0)) for key, label in COUNTERS]
+        counters = VMM_COUNTERS if state.vcpu is not None else COUNTERS  # under a VMM traps become exits
+        items = [(label, state.counters.get(key, 0)) for key, label in counters]
         for index, (label, value) in enumerate(items):
             out.append(f"{label:<7}" if index % 2 == 0 else f"  {label:<7}", style=s["name"])
             out.append(f"{short_number(value):>7}")
