@@ -94,20 +94,23 @@ class CodePanel(PanelMixin, Widget, can_focus=True):
         styles = self.styles_for(*self.COMPONENT_CLASSES)
         styles["pc"] = self.highlight_for("code--pc")
         styles["cursor"] = self.highlight_for("code--cursor")
-        rows: list[tuple[int, Text]] = []
+        # Lay out rows first (a label is a row of its own) and build Text only for the visible ones.
+        rows: list[tuple[int, CodeLine]] = []
         focus_row = 0
         focus = self.cursor_address
         for line in state.lines:
             if line.label:
-                rows.append((-1, Text(f"{line.label}:", style=styles["label"])))
+                rows.append((-1, line))
             if line.address == focus:
                 focus_row = len(rows)
-            rows.append((line.address, self._line(line, state, styles)))
+            rows.append((line.address, line))
         height = max(self.content_size.height, 1)
         start = max(0, min(focus_row - height // 3, len(rows) - height))
         visible = rows[start:start + height]
         self._rows = [address for address, _ in visible]
-        joined = Text("\n", no_wrap=True, overflow="ellipsis").join(text for _, text in visible)
+        texts = [Text(f"{line.label}:", style=styles["label"]) if address < 0 else self._line(line, state, styles)
+                 for address, line in visible]
+        joined = Text("\n", no_wrap=True, overflow="ellipsis").join(texts)
         joined.no_wrap = True
         return joined
 
