@@ -73,3 +73,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0 and "vizvm 0.1.0" in capsys.readouterr().out
+
+
+def test_asm_defines_select_the_paravirtual_kernel(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["asm", "engine/programs/kernel.s", "-D", "PARAVIRT"]) == 0
+    paravirtual = capsys.readouterr().out
+    assert main(["asm", "engine/programs/kernel.s"]) == 0
+    native = capsys.readouterr().out
+    assert "hypercall" in paravirtual and "hypercall" not in native.replace("; ", "")
+    assert "PRV" in native and " PRV " not in paravirtual

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     asm = sub.add_parser("asm", help="assemble a file and print its listing")
     asm.add_argument("file", help="assembly source (.s)")
+    asm.add_argument("-D", "--define", action="append", default=[], metavar="NAME[=VALUE]",
+                     help="define a name for .ifdef (e.g. -D PARAVIRT for the paravirtual kernel)")
 
     trace = sub.add_parser("trace", help="run headless and print the event stream")
     trace.add_argument("program", nargs="?", default=None,
@@ -97,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "asm":
         from vizvm.cli_asm import run_asm
 
-        return run_asm(args.file, sys.stdout)
+        return run_asm(args.file, sys.stdout, args.define)
     if args.command == "trace":
         from vizvm.cli_trace import run_trace
 
