@@ -18,6 +18,8 @@ FLAG_ORDER = (("Z", Flag.Z), ("N", Flag.N), ("C", Flag.C), ("V", Flag.V), ("IF",
 COUNTERS = (("instructions", "instr"), ("cycles", "cycles"), ("traps", "traps"), ("tlb_hits", "TLB hit"),
             ("tlb_misses", "misses"), ("walks", "walks"), ("page_faults", "#PF"),
             ("port_reads", "in"), ("port_writes", "out"))
+VCPU_TABLE_HEIGHT = 16
+"""Below this many rows the CPU panel shows the virtual CPU as one line (registers, flags, then what differs)."""
 VMM_COUNTERS = (("instructions", "instr"), ("cycles", "cycles"), ("vmm_entries", "exits"), ("tlb_hits", "TLB hit"),
                 ("tlb_misses", "misses"), ("walks", "walks"), ("emulated", "emul"), ("reflected", "reflect"))
 
@@ -84,7 +86,7 @@ class CpuPanel(PanelMixin, Widget, can_focus=True):
             out.append(" ")
         out.append("\n")
         if state.vcpu is not None:  # virtualized: the virtual CPU beside the real one
-            render_vcpu(out, state.vcpu, s, changed)
+            render_vcpu(out, state.vcpu, s, changed, short=self.content_size.height < VCPU_TABLE_HEIGHT)
             self._changes(out, state, s)
             self._counters(out, state, s)
             return out

@@ -18,8 +18,23 @@ VCPU_COMPONENTS = frozenset({"cpu--differs", "cpu--virtual"})
 SHORT_VECTORS = {32: "timer", 33: "device"}
 
 
-def render_vcpu(out: Text, vcpu: VCpuState, s: dict[str, Style], changed: frozenset[str]) -> None:
-    """Append the real-versus-virtual table: one row per piece of system state, differing rows marked ≠."""
+def render_vcpu(out: Text, vcpu: VCpuState, s: dict[str, Style], changed: frozenset[str], *,
+                short: bool = False) -> None:
+    """Append the real-versus-virtual table: one row per piece of system state, differing rows marked ≠.
+
+    `short` (a panel too low for the table): one line naming what differs, as real/guest values.
+    """
+    if short:
+        differs = [row for row in vcpu.rows if row.differs]
+        if not differs:
+            out.append(f"{MODE_TITLES[vcpu.mode]}: real = guest\n", style=s["heading"])
+            return
+        out.append("≠ ", style=s["differs"])
+        for row in differs:
+            value = f" {row.real}/{row.virtual}" if len(row.real) < 3 else ""
+            out.append(f"{row.name}{value} ", style=s["differs"])
+        out.append("(real/guest)\n", style=s["old"])
+        return
     guest = "guest" if vcpu.mode != "hw" else "guest mode"
     out.append(f"{MODE_TITLES[vcpu.mode]}\n", style=s["heading"])
     out.append(f"{'':<6}{'real':<10}{guest}\n", style=s["name"])
