@@ -20,7 +20,7 @@ from engine.machine import ConfigError, MachineConfig
 from engine.mmu import split_levels
 from engine.program import Program
 
-PANELS = ("code", "cpu", "timeline", "memory", "io", "log", "lesson")
+PANELS = ("code", "cpu", "timeline", "memory", "io", "log", "vmm", "lesson")
 ACTIONS = ("none", "reset", "step", "run", "run_until", "goto_label", "breakpoint", "toggle_panel")
 QUESTION_KINDS = ("choice", "number", "address")
 GENERATORS = ("va-index", "va-offset", "va-vpn")

@@ -467,10 +467,14 @@ class Hypervisor:
     def _exit(self, vm: VM, via: str, reason: str, pc: int) -> None:
         vm.count("vmm_entries")
         vm.count(f"exits.{via}")
-        self._record(VmExit(self.machine.sink.step, vm.vm_id, via, reason, pc, vm.vcpu.ring))
+        self._record(VmExit(self.machine.sink.step, vm.vm_id, via, reason, pc, self._guest_ring(vm)))
 
     def _entry(self, vm: VM) -> None:
-        self._record(VmEntry(self.machine.sink.step, vm.vm_id, self.machine.cpu.pc, vm.vcpu.ring))
+        self._record(VmEntry(self.machine.sink.step, vm.vm_id, self.machine.cpu.pc, self._guest_ring(vm)))
+
+    def _guest_ring(self, vm: VM) -> int:
+        # In guest mode (hw) the real ring is the guest's; software VMMs keep it in the virtual CPU.
+        return int(self.machine.cpu.ring) if self.mode == "hw" else vm.vcpu.ring
 
     def _emulated(self, vm: VM, pc: int, spec: OpSpec, a: int, b: int, imm: int, effect: str) -> None:
         vm.count("emulated")

@@ -41,7 +41,7 @@ async def test_projector_toggle_in_a_lesson() -> None:
         assert shown == {"timeline", "cpu"}, "step 1 focuses timeline:last and cpu"
         screen.action_lesson_next()
         await pilot.pause()
-        assert {panel_id for panel_id, panel in screen._panels() if panel.display} == {"events", "cpu"}
+        assert {panel_id for panel_id, panel in screen._panels() if panel.display} == {"vmm", "cpu"}
         await pilot.press("f5")
         await pilot.pause()
         assert app.theme == before and not app.has_class("-projector")

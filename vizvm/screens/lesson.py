@@ -27,7 +27,7 @@ LESSON = Binding.Group("Lesson")
 LEAVE = Binding.Group("Leave the lesson")
 
 FOCUS_PANELS: dict[str, str] = {"code": "code", "cpu": "cpu", "timeline": "timeline", "memory": "mapper",
-                                "io": "io", "log": "events", "lesson": "lesson"}
+                                "io": "io", "log": "events", "vmm": "vmm", "lesson": "lesson"}
 """Panel names in lesson files -> widget ids on this screen."""
 
 
