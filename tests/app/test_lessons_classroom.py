@@ -48,8 +48,9 @@ async def test_projector_toggle_in_a_lesson() -> None:
         assert {panel_id for panel_id, panel in screen._panels() if panel.display} == normally
 
 
-async def test_key_presses_are_echoed_in_projector_mode() -> None:
+async def test_key_presses_are_echoed_in_projector_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     """In classroom mode each key shows on screen with what it did; not otherwise."""
+    monkeypatch.setattr("vizvm.projector.ECHO_SECONDS", 120.0)  # never fade mid-test on a slow machine
     app = make_app(home=True, lesson="05", projector=True)
     async with app.run_test(size=(160, 50)) as pilot:
         screen = await lesson_screen(pilot)
