@@ -39,15 +39,20 @@ def counting_machine(paging: bool, iterations: int) -> Machine:
     return machine
 
 
-def measure(label: str, count: int, repeat: int, body: Callable[[int], int]) -> float:
-    rates = []
+def measure_interleaved(variants: dict[str, Callable[[int], int]], count: int, repeat: int) -> dict[str, float]:
+    """Median instructions/s per variant, running the variants round-robin so drift hits all alike."""
+    rates: dict[str, list[float]] = {label: [] for label in variants}
     for _ in range(repeat):
-        start = time.perf_counter()
-        executed = body(count)
-        rates.append(executed / (time.perf_counter() - start))
-    median = statistics.median(rates)
-    print(f"{label:<44} {median / 1e6:7.3f} M instr/s   (min {min(rates) / 1e6:.3f}, max {max(rates) / 1e6:.3f})")
-    return median
+        for label, body in variants.items():
+            start = time.perf_counter()
+            executed = body(count)
+            rates[label].append(executed / (time.perf_counter() - start))
+    medians = {}
+    for label, values in rates.items():
+        medians[label] = statistics.median(values)
+        print(f"{label:<44} {medians[label] / 1e6:7.3f} M instr/s   "
+              f"(min {min(values) / 1e6:.3f}, max {max(values) / 1e6:.3f})")
+    return medians
 
 
 def main() -> None:
@@ -68,16 +73,16 @@ def main() -> None:
             machine.step()
         return steps
 
-    results = {
-        "paging on, recording off": measure("vizvm: paging on, recording off (run)", n, repeat, engine_run(True)),
-        "paging off, recording off": measure("vizvm: paging off, recording off (run)", n, repeat, engine_run(False)),
-        "paging on, recording on": measure("vizvm: paging on, recording on (step)", n, repeat, engine_recording),
+    variants: dict[str, Callable[[int], int]] = {
+        "vizvm: paging on, recording off (run)": engine_run(True),
+        "vizvm: paging off, recording off (run)": engine_run(False),
+        "vizvm: paging on, recording on (step)": engine_recording,
     }
     try:
-        from py65.devices.mpu6502 import MPU
+        from py65.devices.mpu6502 import MPU  # type: ignore[import-untyped]
     except ImportError:
+        MPU = None
         print("py65 not installed (pip install -e '.[bench]'): no comparison")
-        return
 
     def py65_loop(count: int) -> int:
         mpu = MPU()
@@ -90,7 +95,13 @@ def main() -> None:
             step()
         return count
 
-    py65 = measure("py65 6502: step() counting loop", n, repeat, py65_loop)
+    if MPU is not None:
+        variants["py65 6502: step() counting loop"] = py65_loop
+    medians = measure_interleaved(variants, n, repeat)
+    if MPU is None:
+        return
+    py65 = medians.pop("py65 6502: step() counting loop")
+    results = {label.split(": ", 1)[1].split(" (")[0]: rate for label, rate in medians.items()}
     print()
     for label, rate in results.items():
         print(f"ratio vizvm ({label}) / py65: {rate / py65:5.2f}x")

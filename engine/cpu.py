@@ -170,9 +170,12 @@ class CPU:
         fetch_base = 0
         hit_increment = self._fetches_use_tlb()
         tick, countdown = timer.interval, timer.countdown
+        # `attention` mirrors self.attention in a local: only special instructions, traps, interrupts
+        # and the timer can set it, and the loop re-reads it after each of those.
+        attention = self.attention
         try:
             while steps < limit:
-                if self.attention:
+                if attention:
                     if self.halt_reason is not None:
                         break
                     if events is not None:
@@ -196,9 +199,11 @@ class CPU:
                         hit_increment = self._fetches_use_tlb()
                         fetch_vpn = -1
                         self.attention = bool(interrupts.pending) or self.halt_reason is not None
+                        attention = self.attention
                         continue
                     if not interrupts.pending and not self.waiting:
                         self.attention = False
+                    attention = self.attention
                 pc = self.pc
                 steps += 1
                 try:
@@ -219,10 +224,10 @@ class CPU:
                             pa = mmu.guest_physical(pa)
                         if fast and pc >> 12 not in self.breakpoint_pages:
                             fetch_vpn, fetch_base, fetch_key = pc >> 12, pa & PTE_FRAME_MASK, mmu.last_key
-                    decoded = icache.get(pa)
-                    if decoded is None:
-                        decoded = self.decode_miss(pa, pc)
-                    handler, a, b, imm, op_cycles, special, spec = decoded
+                    try:
+                        handler, a, b, imm, op_cycles, special, spec = icache[pa]
+                    except KeyError:  # first fetch of this instruction: decode (or translate) and cache it
+                        handler, a, b, imm, op_cycles, special, spec = self.decode_miss(pa, pc)
                     if events is not None:
                         events.append(InstructionExecuted(steps - 1, pc, format_instruction(spec, a, b, imm),
                                                           self.ring, spec.klass.value))
@@ -241,6 +246,7 @@ class CPU:
                         tick, countdown = timer.interval, timer.countdown
                         icache = self.icache
                         hit_increment = self._fetches_use_tlb()
+                        attention = self.attention
                     else:
                         handler(a, b, imm)
                     cycles += op_cycles
@@ -249,6 +255,7 @@ class CPU:
                         if countdown <= 0:
                             countdown = tick
                             interrupts.raise_irq(Vector.TIMER, timer.name)
+                            attention = True
                 except Fault as fault:
                     self.pc = pc
                     fetch_vpn = -1
@@ -261,10 +268,12 @@ class CPU:
                     tick, countdown = timer.interval, timer.countdown
                     icache = self.icache
                     hit_increment = self._fetches_use_tlb()
+                    attention = self.attention
                 except BusError as error:
                     self.pc = pc
                     not_retired += 1
                     self.halt(f"bus error: {error}", 1)
+                    attention = True
         finally:
             timer.countdown = countdown
             self.steps = steps
