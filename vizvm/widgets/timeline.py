@@ -172,8 +172,18 @@ class TrapTimeline(PanelMixin, Widget, can_focus=True):
         out = Text(no_wrap=True, overflow="crop")
         for number, row in enumerate(rows):
             out.append(("\n" if number else "") + f"{labels.get(number, ''):<{pad}}", style=s["muted"])
+            # One span per run of equally styled cells: a lane is mostly blanks and one line style, and
+            # every span costs Textual time on each repaint.
+            run: list[str] = []
+            run_style: Style | None = None
             for char, style in row:
-                out.append(char, style=style)
+                if style is not run_style and style != run_style:
+                    if run:
+                        out.append("".join(run), style=run_style)
+                    run, run_style = [], style
+                run.append(char)
+            if run:
+                out.append("".join(run), style=run_style)
         if not any_transition:
             crossing = "exit to the VMM, trap or return" if state.lanes else "trap or return"
             out.append(f"\n{'':<{pad}}no {crossing} in recorded steps "
