@@ -15,7 +15,14 @@ from engine.costs import CostModel
 from engine.isa import ARITH_FLAGS, SP, Flag
 from engine.machine import Machine, MachineConfig
 from engine.program import Program
-from engine.programs import DEFAULT_USER_PROGRAMS, KERNEL_NAME, assemble_shipped, shipped_path
+from engine.programs import (
+    DEFAULT_USER_PROGRAMS,
+    KERNEL_NAME,
+    assemble_shipped,
+    bare_machine,
+    boot_kernel_machine,
+    shipped_path,
+)
 from engine.vmm import MODES, GuestSpec, Hypervisor
 
 System = Machine | Hypervisor
@@ -42,12 +49,7 @@ def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     config = config or MachineConfig()
     if mode == "native":
-        machine = Machine(config)
-        if bare is not None:
-            machine.load_bare(bare)
-        else:
-            machine.boot_kernel(assemble_shipped(KERNEL_NAME), _programs(user_programs))
-        return machine
+        return bare_machine(bare, config) if bare is not None else boot_kernel_machine(user_programs, config)
     if bare is not None:
         guest = GuestSpec(bare, (), bare.name, bare=True)
     else:

@@ -11,6 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from engine.devices import (
+    PORT_CONSOLE_DATA,
+    PORT_CONSOLE_STATUS,
+    PORT_POWER,
+    PORT_TIMER_COUNTDOWN,
+    PORT_TIMER_INTERVAL,
+    UNMAPPED_READ,
+)
 from engine.isa import (
     ARITH_FLAGS,
     CR,
@@ -31,8 +39,6 @@ if TYPE_CHECKING:
 IF = int(Flag.IF)
 GUEST_KERNEL_RING = 1  # trap-and-emulate, BT and PV run the guest kernel deprivileged in ring 1 (as Xen did)
 
-PORT_CONSOLE_DATA, PORT_CONSOLE_STATUS, PORT_TIMER_INTERVAL, PORT_TIMER_COUNTDOWN, PORT_POWER = (
-    0x10, 0x11, 0x20, 0x21, 0xF4)
 
 
 @dataclass
@@ -73,7 +79,7 @@ def port_read(vm: VM, hv: Hypervisor, port: int) -> int:
         return timer.interval
     if port == PORT_TIMER_COUNTDOWN:
         return timer.countdown
-    return 0xFFFF_FFFF
+    return UNMAPPED_READ
 
 
 def port_write(vm: VM, hv: Hypervisor, port: int, value: int) -> str:
