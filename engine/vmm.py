@@ -309,6 +309,16 @@ class Hypervisor:
                         owners[frame] = f"vm{vm.vm_id} {label}"
         return owners
 
+    def frame_refcounts(self) -> dict[int, int]:
+        """Host frames that more than one guest page maps (copy-on-write shared), with how many map each."""
+        return {}
+
+    def ballooned_pages(self, vm_id: int) -> frozenset[int]:
+        """Guest-physical page numbers VM `vm_id`'s balloon driver holds (their host frames were given back)."""
+        if not 0 <= vm_id < len(self.vms):
+            raise ValueError(f"no VM {vm_id}")
+        return frozenset()
+
     # ------------------------------------------------------------------ scheduling
     def _after_run(self) -> None:
         cpu = self.machine.cpu
