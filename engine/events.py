@@ -432,7 +432,7 @@ class BalloonChange(Event):
 
     kind: ClassVar[str] = "balloon"
     vm: int
-    action: str  # "target", "inflate", "deflate"
+    action: str  # "target", "inflate", "deflate", "wait" (a VM found no free host frame and waits)
     gpa: int  # -1 for "target"
     size: int  # pages in the balloon afterwards
     target: int

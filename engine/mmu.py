@@ -129,10 +129,12 @@ class MMU:
         else:
             self.flush_all("cr3")
 
-    def set_vpid(self, vpid: int, tagging: bool = True) -> None:
-        """Tag TLB entries with the running VM (VPID): later lookups see only that VM's entries."""
-        self.vpid, self.vpid_tagging = vpid, tagging
-        self.asid_key = (self.asid << VPN_BITS if self.tlb_tagged else 0) | vpid << VPID_SHIFT
+    def resume_cr3(self, value: int) -> None:
+        """Load cr3 as a VM entry does with VPID tagging: no flush, and later lookups see only this VM's entries."""
+        self.root = value & PTE_FRAME_MASK
+        self.asid = value & 0xFFF
+        self.vpid_tagging = True
+        self.asid_key = (self.asid << VPN_BITS if self.tlb_tagged else 0) | self.vpid << VPID_SHIFT
         self.last_key = -1
 
     def flush_all(self, scope: str = "all") -> None:
@@ -149,6 +151,16 @@ class MMU:
         events = self.sink.events
         if events is not None:
             events.append(TlbFlush(self.sink.step, scope, -1, dropped))
+
+    def flush_vpid(self, vpid: int) -> None:
+        """Drop every entry tagged with VM `vpid` (INVVPID), e.g. after the VMM remapped that VM's memory."""
+        mine = [key for key in self.tlb if key >> VPID_SHIFT == vpid]
+        for key in mine:
+            del self.tlb[key]
+        self.last_key = -1
+        events = self.sink.events
+        if events is not None:
+            events.append(TlbFlush(self.sink.step, "vpid", -1, len(mine)))
 
     def flush_page(self, va: int) -> None:
         """Drop the entry for the page holding `va` in the current address space (INVLPG)."""
@@ -241,7 +253,7 @@ class MMU:
         table = self.relocate(self.root) if relocating else self.root
         shift = VPN_BITS + PAGE_SHIFT
         writable = user_ok = True
-        touched: list[tuple[int, int]] = []
+        touched: list[tuple[int, int, int]] = []
         last = self.levels
         for level, bits in enumerate(self.level_bits, 1):
             shift -= bits

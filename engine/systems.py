@@ -113,7 +113,7 @@ def guest_view(system: System) -> GuestView:
         flags, ring = cpu.flags, cpu.ring
     else:
         flags, ring = (cpu.flags & ARITH_FLAGS) | (IF if vm.vcpu.vif else 0), vm.vcpu.ring
-    memory = bytes(system.machine.memory[vm.base:vm.base + vm.size])
+    memory = system.guest_memory(vm)
     return GuestView(tuple(cpu.regs[:SP + 1]), cpu.pc, flags, ring, memory, vm.console_text,
                      vm.stop_reason is not None, vm.exit_code)
 

@@ -26,6 +26,7 @@ from engine.events import (
     VmStopped,
     VmSwitched,
 )
+from engine.hostmem import HostMemory, OvercommitConfig
 from engine.isa import (
     ARITH_FLAGS,
     CR0_PG,
@@ -100,6 +101,13 @@ class VM:
     bt: TranslationCache | None = None
     nested: NestedPaging | None = None
     shadow: ShadowPaging | None = None
+    waiting_for_memory: int = -1
+    """The guest-physical address this VM waits to have backed while the VMM reclaims host memory (-1: not)."""
+
+    @property
+    def ready(self) -> bool:
+        """Can run now: not stopped, not waiting for host memory."""
+        return self.stop_reason is None and self.waiting_for_memory < 0
 
     @property
     def console_text(self) -> str:
@@ -122,15 +130,22 @@ class Hypervisor:
                  config: MachineConfig | None = None, costs: CostModel | None = None, quantum: int = 20_000,
                  hw_exits: frozenset[str] = DEFAULT_HW_EXITS,
                  exception_bitmap: frozenset[int] | None = None, memory_mode: str = "relocation",
-                 host_levels: int = 4, nested_cache: int = 0) -> None:
+                 host_levels: int = 4, nested_cache: int = 0, overcommit: OvercommitConfig | None = None) -> None:
         if mode not in VMM_MODES:
             raise ValueError(f"VMM mode must be one of {', '.join(VMM_MODES)}, got {mode!r}")
         if not guests:
             raise ValueError("a hypervisor needs at least one guest")
         if memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
+        if overcommit is not None and memory_mode != "nested":
+            raise ValueError("overcommit needs memory_mode='nested': the VMM remaps guest pages in the host's "
+                             "page tables (ballooning, page sharing, frames on first touch)")
+        if overcommit is not None and mode == "bt":
+            raise ValueError("overcommit runs under trap, pv or hw: binary translation caches code by host "
+                             "frame, and page sharing moves frames")
         base_config = config or MachineConfig()
-        guests_end = VMM_RESERVED + guest_memory * len(guests)
+        guests_end = VMM_RESERVED + (overcommit.validate().host_frames * PAGE_SIZE if overcommit is not None
+                                     else guest_memory * len(guests))
         table_space = {"nested": host_table_space(host_levels, guest_memory // PAGE_SIZE),
                        "shadow": SHADOW_TABLE_SPACE + (4 << 20 if base_config.page_levels == 1 else 0)
                        }.get(memory_mode, 0)
@@ -145,9 +160,20 @@ class Hypervisor:
             exception_bitmap = frozenset() if memory_mode == "nested" else DEFAULT_EXCEPTION_BITMAP
         self.exception_bitmap = exception_bitmap
         self.vms: list[VM] = []
+        self.hostmem: HostMemory | None = None
+        images: list[bytearray] = []
         for index, guest in enumerate(guests):
-            vm = VM(index, guest.name, mode, VMM_RESERVED + index * guest_memory, guest_memory)
-            if guest.bare:
+            base = 0 if overcommit is not None else VMM_RESERVED + index * guest_memory
+            vm = VM(index, guest.name, mode, base, guest_memory)
+            if overcommit is not None:  # loaded into a scratch machine; the pool backs what is not zero
+                scratch = Machine(replace(base_config, memory_size=guest_memory).validate())
+                vm.pc = (scratch.load_kernel_image(guest.kernel, guest.modules, base=0, memory_size=guest_memory)
+                         if not guest.bare else guest.kernel.entry)
+                if guest.bare:
+                    scratch.write_memory(guest.kernel.origin, guest.kernel.image)
+                images.append(scratch.memory)
+                self.machine.load_addresses.update(scratch.load_addresses)
+            elif guest.bare:
                 self.machine.write_memory(vm.base + guest.kernel.origin, guest.kernel.image)
                 vm.pc = guest.kernel.entry
             else:
@@ -162,16 +188,26 @@ class Hypervisor:
                 vm.nested = NestedPaging(self.machine.memory, self.machine.sink, levels=host_levels,
                                          table_base=start, table_limit=start + table_space,
                                          cache_entries=nested_cache)
-                for page in range(guest_memory // PAGE_SIZE):
-                    vm.nested.map_page(page * PAGE_SIZE, vm.base + page * PAGE_SIZE)
+                if overcommit is None:
+                    for page in range(guest_memory // PAGE_SIZE):
+                        vm.nested.map_page(page * PAGE_SIZE, vm.base + page * PAGE_SIZE)
             if memory_mode == "shadow":
                 start = guests_end + index * table_space
                 vm.shadow = ShadowPaging(self, vm, levels=base_config.page_levels, table_base=start,
                                          table_limit=start + table_space)
             self.vms.append(vm)
+        self.current = self.vms[0]
+        if overcommit is not None:
+            hostmem = self.hostmem = HostMemory(self, overcommit, VMM_RESERVED // PAGE_SIZE)
+            for vm, image in zip(self.vms, images, strict=True):
+                assert vm.nested is not None
+                vm.nested.violation_hook = (lambda gpa, write, present, vm=vm:
+                                            hostmem.violation(vm, gpa, write, present))
+                hostmem.load(vm, image)
         self.machine.programs = tuple(p for g in guests for p in (g.kernel, *g.modules))
         self.current = self.vms[0]
         self.slice_used = 0
+        self.vpid_tagging = memory_mode == "nested"  # EPT came with VPID-tagged TLBs: no flush on a VM switch
         cpu = self.machine.cpu
         cpu.trap_hook = self._on_trap
         cpu.write_watch = self._on_watched_write
@@ -263,21 +299,41 @@ class Hypervisor:
         result = self.machine.step()
         self.slice_used += 1
         self._after_run()
-        return replace(result, events=switch_events + result.events) if switch_events else result
+        vmm_events = self._vmm_work(recording=True)
+        if switch_events or vmm_events:
+            return replace(result, events=switch_events + result.events + vmm_events)
+        return result
+
+    def _vmm_work(self, *, recording: bool = False) -> tuple[Any, ...]:
+        """The VMM's periodic work between host steps: the page-sharing scanner and the balloon policy."""
+        hostmem = self.hostmem
+        if hostmem is None or not 0 <= hostmem.next_due() <= self.machine.steps:
+            return ()
+        sink = self.machine.sink
+        if recording:
+            sink.events, sink.step = [], self.machine.steps - 1
+        try:
+            hostmem.tick(self.machine.steps)
+            return tuple(sink.events or ())
+        finally:
+            sink.events = None
 
     def run(self, max_steps: int) -> int:
         """Up to `max_steps` unrecorded host steps, switching VMs every `quantum` steps."""
         done = 0
         while done < max_steps and not self.halted:
             self._reschedule_if_needed()
-            runnable = sum(vm.stop_reason is None for vm in self.vms)
+            runnable = sum(vm.ready for vm in self.vms)
             chunk = max_steps - done
             if runnable > 1:  # stop at the end of the time slice so the scheduler can switch
                 chunk = min(chunk, max(self.quantum - self.slice_used, 1))
+            if self.hostmem is not None and self.hostmem.next_due() >= 0:  # stop when the VMM has work to do
+                chunk = min(chunk, max(self.hostmem.next_due() - self.machine.steps, 1))
             ran = self.machine.run(chunk)
             self.slice_used += ran
             done += ran
             self._after_run()
+            self._vmm_work()
             if ran == 0 and self.machine.cpu.halted and self.halted:
                 break
         return done
@@ -293,6 +349,12 @@ class Hypervisor:
                 if part is not None:
                     for name, value in part.counters.items():
                         counts[prefix + name] = value
+        if self.hostmem is not None:
+            counts.update(self.hostmem.counters)
+            counts["host_frames_free"] = self.hostmem.free_frames
+            counts["frames_saved_by_sharing"] = self.hostmem.saved_frames()
+            for vm in self.vms:
+                counts[f"vm{vm.vm_id}.balloon_pages"] = len(self.hostmem.balloon[vm.vm_id])
         return counts
 
     def frame_owners(self) -> list[str]:
@@ -300,9 +362,15 @@ class Hypervisor:
         owners = ["free"] * (len(self.machine.memory) // PAGE_SIZE)
         for frame in range(VMM_RESERVED // PAGE_SIZE):
             owners[frame] = "vmm"
+        if self.hostmem is not None:
+            for frame, label in self.hostmem.owner_labels().items():
+                owners[frame] = label
         for vm in self.vms:
+            if self.hostmem is not None:
+                break
             for frame in range(vm.base // PAGE_SIZE, (vm.base + vm.size) // PAGE_SIZE):
                 owners[frame] = f"vm{vm.vm_id}"
+        for vm in self.vms:
             for part, label in ((vm.nested, "host tables"), (vm.shadow, "shadow tables")):
                 if part is not None:
                     for frame in range(part.table_base // PAGE_SIZE, -(-part.next_table // PAGE_SIZE)):
@@ -311,30 +379,57 @@ class Hypervisor:
 
     def frame_refcounts(self) -> dict[int, int]:
         """Host frames that more than one guest page maps (copy-on-write shared), with how many map each."""
-        return {}
+        if self.hostmem is None:
+            return {}
+        return {frame: refs for frame, refs in self.hostmem.refs.items() if refs > 1}
 
     def ballooned_pages(self, vm_id: int) -> frozenset[int]:
         """Guest-physical page numbers VM `vm_id`'s balloon driver holds (their host frames were given back)."""
         if not 0 <= vm_id < len(self.vms):
             raise ValueError(f"no VM {vm_id}")
-        return frozenset()
+        return frozenset(self.hostmem.balloon[vm_id]) if self.hostmem is not None else frozenset()
+
+    def guest_memory(self, vm: VM) -> bytes:
+        """A VM's guest-physical memory, gPA 0 first (under overcommit, gathered from the frames behind it)."""
+        if self.hostmem is not None:
+            return self.hostmem.guest_memory(vm)
+        return bytes(self.machine.memory[vm.base:vm.base + vm.size])
+
+    def set_balloon_target(self, vm_id: int, pages: int) -> None:
+        """Ask VM `vm_id`'s balloon driver to hold `pages` pages (overcommit only); it gets there at its own pace."""
+        if self.hostmem is None:
+            raise ValueError("ballooning needs an overcommitted host (Hypervisor(overcommit=...))")
+        self.hostmem.set_target(self.vms[vm_id], pages)
+
+    def charge_ept_violation(self, vm: VM, gpa: int, reason: str) -> None:
+        """An EPT violation the VMM handles (a page backed on first touch, a copy-on-write break)."""
+        vm.count("ept_violations")
+        via = "vm-exit" if self.mode == "hw" else "trap"
+        self._exit(vm, via, reason, self.machine.cpu.pc)
+        self._charge(vm, self.costs.hw_exit if self.mode == "hw" else self.costs.vmm_trap)
+        self._entry(vm)
 
     # ------------------------------------------------------------------ scheduling
     def _after_run(self) -> None:
         cpu = self.machine.cpu
+        if cpu.halt_reason is not None and self.current.waiting_for_memory >= 0:
+            cpu.halt_reason = None  # only this VM pauses, until the VMM has reclaimed a frame for it
+            return
         if cpu.halt_reason is not None and self.current.stop_reason is None:
             # The host CPU stopped inside a VM (triple fault, bus error): that VM is dead, not the host.
             self.stop_vm(self.current, cpu.halt_reason, cpu.exit_code)
 
     def _reschedule_if_needed(self) -> None:
-        runnable = [vm for vm in self.vms if vm.stop_reason is None]
+        if self.hostmem is not None:
+            self.hostmem.wake_waiters()
+        runnable = [vm for vm in self.vms if vm.ready]
         if not runnable:
             return
         if len(runnable) == 1 and runnable[0] is self.current:
             return
-        if self.current.stop_reason is not None or (len(runnable) > 1 and self.slice_used >= self.quantum):
+        if not self.current.ready or (len(runnable) > 1 and self.slice_used >= self.quantum):
             following = [vm for vm in self.vms[self.current.vm_id + 1:] + self.vms[:self.current.vm_id + 1]
-                         if vm.stop_reason is None]
+                         if vm.ready]
             self.switch_to(following[0])
 
     def switch_to(self, vm: VM) -> None:
@@ -362,14 +457,14 @@ class Hypervisor:
         cpu, mmu, timer, vcpu = machine.cpu, machine.mmu, machine.timer, vm.vcpu
         cpu.regs[:9] = vm.regs
         cpu.pc = vm.pc
-        mmu.phys_base, mmu.phys_limit = vm.base, vm.size
-        mmu.nested = vm.nested
-        mmu.walk_dimension = "guest" if vm.shadow is None else "shadow"
-        mmu.walk_relocates = vm.shadow is None
+        self._attach_mmu(vm)
         cpu.cr0, cpu.cr2, cpu.cr3 = vcpu.cr0, vcpu.cr2, vcpu.cr3
         cpu.paging = bool(vcpu.cr0 & CR0_PG)
-        self.load_guest_cr3(vm, vcpu.cr3)
-        mmu.flush_all("vm-switch")
+        if self.vpid_tagging:  # VM entry loads the guest's cr3 with no flush: its TLB entries carry its VPID
+            mmu.resume_cr3(vcpu.cr3)
+        else:
+            self.load_guest_cr3(vm, vcpu.cr3)
+            mmu.flush_all("vm-switch")
         self.update_watch()
         timer.interval, timer.countdown = vm.timer_interval, vm.timer_countdown
         machine.interrupts.pending.clear()
@@ -385,6 +480,16 @@ class Hypervisor:
         cpu.waiting = False
         cpu.attention = True
         self.guest_ring_changed(vm)
+
+    def _attach_mmu(self, vm: VM) -> None:
+        """Point the MMU at `vm`'s guest-physical memory: relocation bound, nested tables or shadows, VPID."""
+        mmu = self.machine.mmu
+        mmu.phys_base, mmu.phys_limit = vm.base, vm.size
+        mmu.nested = vm.nested
+        mmu.walk_dimension = "guest" if vm.shadow is None else "shadow"
+        mmu.walk_relocates = vm.shadow is None
+        if self.vpid_tagging:
+            mmu.vpid, mmu.vpid_tagging = vm.vm_id, True
 
     def stop_vm(self, vm: VM, reason: str, exit_code: int) -> None:
         """Stop `vm` for good (power off, halt, or a safety violation); the host CPU pauses if it was running it."""
@@ -524,6 +629,12 @@ class Hypervisor:
     def _on_trap(self, vector: int, error: int, address: int, fault_pc: int, return_pc: int) -> bool:
         vm = self.current
         if vector == Vector.MACHINE_CHECK:
+            if vm.stop_reason is not None:  # the VMM already stopped it (out of host memory), with its reason
+                return True
+            if vm.waiting_for_memory >= 0:  # no frame for it yet: the instruction reruns once one is free
+                cpu = self.machine.cpu
+                cpu.halt_reason, cpu.attention = f"vm{vm.vm_id} waits for host memory", True
+                return True
             self._exit(vm, "trap" if self.mode != "hw" else "vm-exit", "guest-physical address out of bounds",
                        fault_pc)
             self.stop_vm(vm, f"guest touched guest-physical address {address:#x}, outside its "
@@ -746,24 +857,29 @@ class Hypervisor:
         state = self.machine.snapshot()
         vms = tuple(self._vm_state(vm) for vm in self.vms)
         return MachineState(state.config, state.memory, state.cpu, state.tlb, state.mmu,
-                            {**state.devices, "vmm": (self.current.vm_id, self.slice_used, vms)},
+                            {**state.devices, "vmm": (self.current.vm_id, self.slice_used, vms,
+                                                      self.hostmem.state() if self.hostmem is not None else None)},
                             state.rng_state, state.programs)
 
     def restore(self, state: MachineState) -> None:
         """Return host and VMM exactly to `state`."""
-        current, slice_used, vms = state.devices["vmm"]
+        current, slice_used, vms, hostmem = state.devices["vmm"]
         self.machine.restore(state)
+        if self.hostmem is not None:
+            self.hostmem.restore(hostmem)
         for vm, saved in zip(self.vms, vms, strict=True):
             self._restore_vm(vm, saved)
         self.current = self.vms[current]
         self.slice_used = slice_used
+        self._attach_mmu(self.current)
+        self.update_watch()
         self.guest_ring_changed(self.current)
 
     @staticmethod
     def _vm_state(vm: VM) -> tuple[Any, ...]:
         v = vm.vcpu
         return (tuple(vm.regs), vm.pc, vm.flags, vm.timer_interval, vm.timer_countdown, bytes(vm.console),
-                vm.stop_reason, vm.exit_code, tuple(sorted(vm.counters.items())),
+                vm.stop_reason, vm.exit_code, tuple(sorted(vm.counters.items())), vm.waiting_for_memory,
                 (v.ring, v.vif, v.cr0, v.cr2, v.cr3, v.ksp, v.idtr, tuple(sorted(v.pending))),
                 vm.bt.state() if vm.bt is not None else None,
                 vm.nested.state() if vm.nested is not None else None,
@@ -771,7 +887,7 @@ class Hypervisor:
 
     def _restore_vm(self, vm: VM, saved: tuple[Any, ...]) -> None:
         (regs, vm.pc, vm.flags, vm.timer_interval, vm.timer_countdown, console, vm.stop_reason, vm.exit_code,
-         counters, vcpu, bt_state, nested_state, shadow_state) = saved
+         counters, vm.waiting_for_memory, vcpu, bt_state, nested_state, shadow_state) = saved
         vm.regs = list(regs)
         vm.console = bytearray(console)
         vm.counters = dict(counters)

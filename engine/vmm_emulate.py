@@ -19,6 +19,7 @@ from engine.devices import (
     PORT_TIMER_INTERVAL,
     UNMAPPED_READ,
 )
+from engine.hostmem import BALLOON_PORTS
 from engine.isa import (
     ARITH_FLAGS,
     CR,
@@ -79,6 +80,8 @@ def port_read(vm: VM, hv: Hypervisor, port: int) -> int:
         return timer.interval
     if port == PORT_TIMER_COUNTDOWN:
         return timer.countdown
+    if hv.hostmem is not None and port in BALLOON_PORTS:
+        return hv.hostmem.port_read(vm, port)
     return UNMAPPED_READ
 
 
@@ -94,6 +97,8 @@ def port_write(vm: VM, hv: Hypervisor, port: int, value: int) -> str:
     if port == PORT_POWER:
         hv.stop_vm(vm, "power off", value)
         return f"VM powers off with exit code {value}"
+    if hv.hostmem is not None and port in BALLOON_PORTS:
+        return hv.hostmem.port_write(vm, port, value)
     return f"write to unmapped port {port:#x} ignored"
 
 
