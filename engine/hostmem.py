@@ -13,6 +13,7 @@ a full sharing scan, is stopped with a clear reason: no guest is ever corrupted.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from dataclasses import dataclass
@@ -114,8 +115,7 @@ class HostMemory:
         return frame
 
     def _release(self, frame: int) -> None:
-        self.free.append(frame)
-        self.free.sort(reverse=True)  # deterministic: always hand out the lowest free frame next
+        bisect.insort(self.free, frame, key=lambda f: -f)  # kept descending: pop() hands out the lowest frame
 
     def _invalidate_decodes(self, frame: int) -> None:
         icache = self.hv.machine.cpu.base_icache
