@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from engine.costs import CostModel
@@ -17,11 +16,11 @@ from engine.machine import Machine, MachineConfig
 from engine.program import Program
 from engine.programs import (
     DEFAULT_USER_PROGRAMS,
-    KERNEL_NAME,
     assemble_shipped,
     bare_machine,
     boot_kernel_machine,
-    shipped_path,
+    kernel_build,
+    kernel_for,
 )
 from engine.vmm import MODES, GuestSpec, Hypervisor
 
@@ -29,12 +28,9 @@ System = Machine | Hypervisor
 IF = int(Flag.IF)
 
 
-@lru_cache(maxsize=4)
 def paravirtual_kernel() -> Program:
     """The shipped kernel assembled with PARAVIRT defined: hypercalls instead of privileged instructions."""
-    from engine.asm import assemble_file
-
-    return assemble_file(shipped_path(KERNEL_NAME), defines={"PARAVIRT": 1})
+    return kernel_build(paravirtual=True)
 
 
 def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
@@ -53,7 +49,7 @@ def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_
     if bare is not None:
         guest = GuestSpec(bare, (), bare.name, bare=True)
     else:
-        kernel = paravirtual_kernel() if mode == "pv" else assemble_shipped(KERNEL_NAME)
+        kernel = kernel_for(config, paravirtual=mode == "pv")
         guest = GuestSpec(kernel, _programs(user_programs))
     return Hypervisor(mode, [guest], guest_memory=config.memory_size, config=config, costs=costs,
                       memory_mode=memory_mode, host_levels=host_levels)
