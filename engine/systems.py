@@ -39,8 +39,13 @@ def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
 
 def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_USER_PROGRAMS,
                  bare: Program | None = None, config: MachineConfig | None = None,
-                 costs: CostModel | None = None, memory_mode: str = "relocation", host_levels: int = 4) -> System:
-    """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0."""
+                 costs: CostModel | None = None, memory_mode: str = "relocation", host_levels: int = 4,
+                 software_tlb: int = 0) -> System:
+    """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0.
+
+    The kernel build follows the machine: SOFT_TLB for `config.tlb_managed == "software"`, PARAVIRT for
+    pv. `software_tlb` sizes Disco's VMM software TLB (VMM modes with a software-managed TLB only).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     config = config or MachineConfig()
@@ -52,7 +57,7 @@ def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_
         kernel = kernel_for(config, paravirtual=mode == "pv")
         guest = GuestSpec(kernel, _programs(user_programs))
     return Hypervisor(mode, [guest], guest_memory=config.memory_size, config=config, costs=costs,
-                      memory_mode=memory_mode, host_levels=host_levels)
+                      memory_mode=memory_mode, host_levels=host_levels, software_tlb=software_tlb)
 
 
 @dataclass(frozen=True)

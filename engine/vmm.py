@@ -42,6 +42,7 @@ from engine.mmu import READ, Fault
 from engine.nested import NestedPaging, host_table_space
 from engine.program import Program
 from engine.shadow import ShadowPaging
+from engine.soft_tlb import SoftTlbVmm, check_supported
 from engine.vmm_emulate import (
     GuestTripleFault,
     VCpu,
@@ -122,7 +123,7 @@ class Hypervisor:
                  config: MachineConfig | None = None, costs: CostModel | None = None, quantum: int = 20_000,
                  hw_exits: frozenset[str] = DEFAULT_HW_EXITS,
                  exception_bitmap: frozenset[int] | None = None, memory_mode: str = "relocation",
-                 host_levels: int = 4, nested_cache: int = 0) -> None:
+                 host_levels: int = 4, nested_cache: int = 0, software_tlb: int = 0) -> None:
         if mode not in VMM_MODES:
             raise ValueError(f"VMM mode must be one of {', '.join(VMM_MODES)}, got {mode!r}")
         if not guests:
@@ -130,6 +131,8 @@ class Hypervisor:
         if memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
         base_config = config or MachineConfig()
+        if base_config.tlb_managed == "software":
+            check_supported(mode, memory_mode, software_tlb)
         guests_end = VMM_RESERVED + guest_memory * len(guests)
         table_space = {"nested": host_table_space(host_levels, guest_memory // PAGE_SIZE),
                        "shadow": SHADOW_TABLE_SPACE + (4 << 20 if base_config.page_levels == 1 else 0)
@@ -172,6 +175,8 @@ class Hypervisor:
         self.machine.programs = tuple(p for g in guests for p in (g.kernel, *g.modules))
         self.current = self.vms[0]
         self.slice_used = 0
+        self.soft_tlb = SoftTlbVmm(self, software_tlb) if base_config.tlb_managed == "software" else None
+        """Software-managed TLB support (engine/soft_tlb.py): miss traps, tlbwr, Disco's software TLB."""
         cpu = self.machine.cpu
         cpu.trap_hook = self._on_trap
         cpu.write_watch = self._on_watched_write
@@ -492,7 +497,7 @@ class Hypervisor:
 
     def _reflect(self, vm: VM, vector: int, error: int, address: int, return_pc: int) -> None:
         from_ring = vm.vcpu.ring
-        if vector == Vector.PAGE_FAULT:
+        if vector == Vector.PAGE_FAULT or vector == Vector.TLB_MISS:
             vm.vcpu.cr2 = address
         try:
             handler = reflect(self, vm, vector, error, return_pc)
@@ -530,6 +535,9 @@ class Hypervisor:
                              f"{vm.size:#x} bytes: stopped by the VMM", 4)
             return True
         if vector == Vector.PAGE_FAULT and vm.shadow is not None and self._shadow_fault(vm, error, address, fault_pc):
+            return True
+        if vector == Vector.TLB_MISS and self.soft_tlb is not None:
+            self.soft_tlb.on_miss(vm, error, address, fault_pc, return_pc)
             return True
         if self.mode == "hw":
             return self._hw_trap(vm, vector, fault_pc)
@@ -745,8 +753,10 @@ class Hypervisor:
         """Machine state plus the VMM's (virtual CPUs, devices, counters, translation cache)."""
         state = self.machine.snapshot()
         vms = tuple(self._vm_state(vm) for vm in self.vms)
-        return MachineState(state.config, state.memory, state.cpu, state.tlb, state.mmu,
-                            {**state.devices, "vmm": (self.current.vm_id, self.slice_used, vms)},
+        devices = {**state.devices, "vmm": (self.current.vm_id, self.slice_used, vms)}
+        if self.soft_tlb is not None:
+            devices["soft_tlb"] = self.soft_tlb.state()
+        return MachineState(state.config, state.memory, state.cpu, state.tlb, state.mmu, devices,
                             state.rng_state, state.programs)
 
     def restore(self, state: MachineState) -> None:
@@ -757,6 +767,8 @@ class Hypervisor:
             self._restore_vm(vm, saved)
         self.current = self.vms[current]
         self.slice_used = slice_used
+        if self.soft_tlb is not None:
+            self.soft_tlb.restore(state.devices["soft_tlb"])
         self.guest_ring_changed(self.current)
 
     @staticmethod

@@ -147,6 +147,9 @@ HC_READ_CR3      = 13             ; r0 = the current root                   (mov
 ; (6 set_interrupts, 9 block and 12 tlb_flush replace cli/sti, hlt and invlpg/tlbflush, which this
 ; kernel never executes: it runs with interrupts off, never waits and never unmaps a page.)
 PTE_BATCH        = 32             ; page-table writes queued before one mmu_update
+.ifdef SOFT_TLB
+HC_TLB_WRITE     = 20             ; r1 = virtual address, r2 = frame | flags (tlbwr)
+.endif
 .endif
 
 ; ===================================================================================== boot
@@ -1090,7 +1093,11 @@ tlb_miss_level:
         jnz tlb_miss_level
         or r2, r4                         ; the TLB entry: frame | W | U | P
         or r2, PTE_P
+.ifdef PARAVIRT
+        hypercall HC_TLB_WRITE            ; the hypervisor installs the host frame instead
+.else
         tlbwr r1, r2                      ; (privileged: under a VMM this traps, step 4 of OSTEP B.5)
+.endif
         pop r5
         pop r4
         ret                               ; iret retries the access: this time it hits
