@@ -77,6 +77,10 @@ class MachineConfig:
             raise ConfigError(f"tlb_policy must be one of {', '.join(TLB_POLICIES)}, got {self.tlb_policy!r}")
         if self.tlb_managed not in TLB_MANAGEMENT:
             raise ConfigError(f"tlb_managed must be one of {', '.join(TLB_MANAGEMENT)}, got {self.tlb_managed!r}")
+        if self.tlb_managed == "software" and self.tlb_entries < 2:
+            # One entry livelocks: the handler's fill for the data page evicts the instruction's page.
+            raise ConfigError("a software-managed TLB needs tlb_entries >= 2 (an instruction's page and its "
+                              f"data page), got {self.tlb_entries}")
         if self.timer_interval < 0:
             raise ConfigError("timer_interval must be >= 0")
         return self
