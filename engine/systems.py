@@ -22,6 +22,7 @@ from engine.programs import (
     kernel_build,
     kernel_for,
 )
+from engine.soft_tlb import SOFT_TLB_MODES
 from engine.vmm import MODES, GuestSpec, Hypervisor
 
 System = Machine | Hypervisor
@@ -31,6 +32,11 @@ IF = int(Flag.IF)
 def paravirtual_kernel() -> Program:
     """The shipped kernel assembled with PARAVIRT defined: hypercalls instead of privileged instructions."""
     return kernel_build(paravirtual=True)
+
+
+def supported_modes(tlb_managed: str) -> tuple[str, ...]:
+    """The modes a machine whose TLB is managed by `tlb_managed` can run in (no hw with a software TLB)."""
+    return MODES if tlb_managed == "hardware" else ("native", *SOFT_TLB_MODES)
 
 
 def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
