@@ -248,8 +248,8 @@ def _string_list(reader: _Reader, name: str) -> list[str]:
 
 
 def _machine_setup(reader: _Reader) -> MachineSetup:
-    config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "timer_interval",
-                     "seed", "console_input")
+    config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "tlb_managed",
+                     "timer_interval", "seed", "console_input")
     reader.check_known(("kernel", "programs", "program", "source", "mode", "memory_mode", "host_levels",
                         *config_fields))
     mode = reader.choice("mode", MODES, "native")
@@ -272,7 +272,8 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
         raise reader.error("source", "give either 'program' or 'source', not both")
     values: dict[str, Any] = {}
     for name in config_fields:
-        kind: type = bool if name == "tlb_tagged" else str if name in ("tlb_policy", "console_input") else int
+        kind: type = bool if name == "tlb_tagged" else str if name in ("tlb_policy", "tlb_managed",
+                                                                        "console_input") else int
         value = reader.get(name, kind)
         if value is not None:
             values[name] = value
@@ -281,6 +282,10 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     except ConfigError as error:
         name = str(error).split(" ", 1)[0]
         raise reader.error(name if name in config_fields else "machine", str(error)) from None
+    if config.tlb_managed == "software" and mode == "hw":
+        raise reader.error("tlb_managed", "a software-managed TLB cannot run under hardware assist (mode 'hw')")
+    if config.tlb_managed == "software" and memory_mode != "relocation":
+        raise reader.error("tlb_managed", "a software-managed TLB needs memory_mode 'relocation'")
     return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config, mode,
                         memory_mode, host_levels)
 
