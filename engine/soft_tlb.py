@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from engine.vmm import VM, Hypervisor
 
 SOFT_TLB_MODES = ("trap", "bt", "pv")
+COUNTERS = ("tlb_miss_traps", "tlbwr_emulated", "software_tlb_hits")
 
 
 def check_supported(mode: str, memory_mode: str, software_tlb: int) -> None:
@@ -56,6 +57,9 @@ class SoftTlbVmm:
         """Entries of Disco's software TLB per VM (0 = none: every miss goes to the guest OS)."""
         self.caches: dict[int, dict[int, int]] = {vm.vm_id: {} for vm in hv.vms}
         """Per VM: (asid << 20 | vpn) -> host TLB entry (host frame | W | U | D), oldest first."""
+        for vm in hv.vms:  # shown from the start (hv.counters(), the compare table), not only once non-zero
+            for name in COUNTERS:
+                vm.counters.setdefault(name, 0)
 
     # ------------------------------------------------------------------ steps 1, 2 (and Disco's refill)
     def on_miss(self, vm: VM, error: int, address: int, fault_pc: int, return_pc: int) -> None:
