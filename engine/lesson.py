@@ -114,6 +114,8 @@ class MachineSetup:
     """How a VMM virtualizes guest memory: relocation, shadow or nested."""
     host_levels: int = 4
     """Levels of the host's page tables under nested paging."""
+    software_tlb: int = 0
+    """Entries of Disco's VMM software TLB (a VMM mode with tlb_managed = "software")."""
 
 
 @dataclass(frozen=True)
@@ -251,7 +253,7 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "tlb_managed",
                      "timer_interval", "seed", "console_input")
     reader.check_known(("kernel", "programs", "program", "source", "mode", "memory_mode", "host_levels",
-                        *config_fields))
+                        "software_tlb", *config_fields))
     mode = reader.choice("mode", MODES, "native")
     memory_mode = reader.choice("memory_mode", ("relocation", "shadow", "nested"), "relocation")
     host_levels = reader.get("host_levels", int, 4)
@@ -286,8 +288,12 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
         raise reader.error("tlb_managed", "a software-managed TLB cannot run under hardware assist (mode 'hw')")
     if config.tlb_managed == "software" and memory_mode != "relocation":
         raise reader.error("tlb_managed", "a software-managed TLB needs memory_mode 'relocation'")
+    software_tlb = reader.get("software_tlb", int, 0)
+    if software_tlb and (config.tlb_managed != "software" or mode == "native" or software_tlb < 0):
+        raise reader.error("software_tlb", "Disco's software TLB needs tlb_managed = \"software\", a VMM mode "
+                                           "(trap, bt or pv) and a size >= 0")
     return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config, mode,
-                        memory_mode, host_levels)
+                        memory_mode, host_levels, software_tlb)
 
 
 def _step(reader: _Reader, machine: MachineSetup) -> LessonStep:

@@ -47,10 +47,10 @@
 ;   instruction (pushf, popf, smsw, sidt), so there is nothing else to port.
 ;
 ; THE SOFTWARE-TLB BUILD  (defines={"SOFT_TLB": 1}, for MachineConfig(tlb_managed="software"))
-;   The MMU no longer walks page tables: a TLB miss traps (vector 15) and handle_tlb_miss walks the
+;   The MMU no longer walks page tables: a TLB miss traps (vector 15) and trap_tlb_miss walks the
 ;   same tables in software and installs the entry with tlbwr, as a MIPS kernel does. The kernel's
 ;   own accesses below 4 MiB never miss (the machine leaves that window unmapped for rings 0-2, like
-;   MIPS kseg0). Search for SOFT_TLB: the handler, its trap-table entry and one line of trap_common.
+;   MIPS kseg0). Search for SOFT_TLB: the handler (trap_tlb_miss) and its trap-table entry.
 ; =====================================================================================================
 
         .org 0x1000
@@ -100,7 +100,8 @@ TIMER_INTERVAL   = 200            ; preempt the running process every 200 instru
 VEC_PAGE_FAULT   = 14
 PF_PRESENT       = 0x1            ; page-fault error code: 1 = protection violation, 0 = not present
 .ifdef SOFT_TLB
-VEC_TLB_MISS     = 15             ; software-managed TLB: no entry for the page (error code = page | bits)
+TLB_MISS_ERROR   = 24             ; trap_tlb_miss saves 6 registers: then the error code (the page)
+TLB_MISS_VECTOR  = 28             ; and the vector
 .endif
 
 ; The trap frame, as it sits on the kernel stack once trap_common has saved the registers:
@@ -873,9 +874,79 @@ trap_syscall:         push r7
                       mov r7, handle_syscall
                       jmp trap_common
 .ifdef SOFT_TLB
-trap_tlb_miss:        push r7
-                      mov r7, handle_tlb_miss
-                      jmp trap_common
+
+; TLB miss (software-managed TLB only). The MMU walked nothing: it trapped with the missing page's
+; address in the error code (bits 12-31; the low bits are the page-fault access bits), so no
+; privileged instruction is needed to learn it. This is the hottest handler, so, like a MIPS
+; refill handler, it skips trap_common and saves only the registers it uses. It walks the running
+; process's tables as the MMU would (and as map_page does): one level per row of walk_row, 2, 3
+; or 4 levels as the boot-info block said, ANDing W and U down the walk. Mapped: install
+; frame | P | W | U with tlbwr and iret; the access is retried and hits (the MMU still checks W
+; and U on the hit: a user access to a kernel page becomes a protection page fault). Not mapped:
+; it is a page fault after all, so turn the frame into one and take the page-fault path
+; (demand-zero, or the process dies; from the kernel, write's fault_fixup).
+trap_tlb_miss:
+        push r5
+        push r4
+        push r3
+        push r2
+        push r1
+        push r0
+        ld r1, [sp + TLB_MISS_ERROR]      ; r1 = the page's address
+        and r1, FRAME_MASK
+        ld r2, [current]
+        cmp r2, 0
+        jz tlb_miss_not_mapped            ; no process yet
+        ld r2, [r2 + P_CR3]               ; r2 = the table at this level, the root first
+        and r2, FRAME_MASK                ;      (cr3 without the address-space id)
+        ld r3, [walk_row]                 ; r3 = this level's (shift, index mask)
+        mov r4, PTE_W | PTE_U             ; r4 = the rights every level grants so far
+tlb_miss_level:
+        ld r0, [r3]                       ; r5 = the entry for the page in this table:
+        mov r5, r1                        ;      [table + ((va >> shift) & mask) * 4]
+        shr r5, r0
+        ld r0, [r3 + 4]
+        and r5, r0
+        shl r5, 2
+        add r5, r2
+        ld r5, [r5]
+        test r5, PTE_P
+        jz tlb_miss_not_mapped
+        and r4, r5                        ; keep only the W and U this entry grants too
+        mov r2, r5                        ; the next table down (at the last level: the frame)
+        and r2, FRAME_MASK
+        ld r0, [r3]
+        add r3, 8
+        cmp r0, PAGE_SHIFT
+        jnz tlb_miss_level
+        or r2, r4                         ; the TLB entry: frame | W | U | P
+        or r2, PTE_P
+.ifdef PARAVIRT
+        hypercall HC_TLB_WRITE            ; the hypervisor installs the host frame instead
+.else
+        tlbwr r1, r2                      ; (privileged: under a VMM this traps, step 4 of OSTEP B.5)
+.endif
+        pop r0
+        pop r1
+        pop r2
+        pop r3
+        pop r4
+        pop r5
+.ifdef PARAVIRT
+        hypercall HC_IRET
+.else
+        iret                              ; the access is retried: this time it hits
+.endif
+tlb_miss_not_mapped:
+        mov r0, VEC_PAGE_FAULT            ; the same frame, now a page fault (so kill_current
+        st [sp + TLB_MISS_VECTOR], r0     ; prints the address, as for any page fault)
+        pop r0
+        pop r1
+        pop r2
+        pop r3
+        pop r4
+        pop r5
+        jmp trap_page_fault
 .endif
 
 ; trap_common: save the rest of the registers, so the stack holds the complete trap frame (TF_*)
@@ -895,10 +966,6 @@ trap_common:
         jnz trap_common_call
         ld r0, [r7 + TF_VECTOR]
         cmp r0, VEC_PAGE_FAULT
-.ifdef SOFT_TLB
-        jz trap_common_call
-        cmp r0, VEC_TLB_MISS              ; ... or a TLB miss on it (write's buffer)
-.endif
         jnz kernel_trap_panic
 trap_common_call:
         call r6
@@ -1052,62 +1119,6 @@ page_fault_demand_zero:
 page_fault_no_memory:
         mov r1, msg_out_of_memory
         jmp kill_current
-
-.ifdef SOFT_TLB
-; TLB miss (software-managed TLB). The MMU walked nothing: it trapped with the missing page's address
-; in the error code (bits 12-31; the low bits are the page-fault access bits), so no privileged
-; instruction is needed to learn it. Walk the running process's tables as the MMU would, one level
-; per row of walk_row (2, 3 or 4 levels, as the boot-info block said), ANDing W and U down the walk.
-; Mapped: install frame | P | W | U with tlbwr; iret retries the access, which now hits (and the MMU
-; still checks W and U on the hit: a write to a read-only page is a page fault then). Not mapped:
-; it is a page fault after all, with this very frame: demand-zero, or the process dies.
-handle_tlb_miss:
-        push r4
-        push r5
-        ld r1, [r7 + TF_ERROR]            ; r1 = the page's address
-        and r1, FRAME_MASK
-        ld r2, [current]
-        cmp r2, 0
-        jz tlb_miss_not_mapped            ; no process yet
-        ld r2, [r2 + P_CR3]               ; r2 = the table at this level, the root first
-        and r2, FRAME_MASK                ;      (cr3 without the address-space id)
-        ld r3, [walk_row]                 ; r3 = this level's (shift, index mask)
-        mov r4, PTE_W | PTE_U             ; r4 = the rights every level grants so far
-tlb_miss_level:
-        ld r0, [r3]                       ; r5 = the entry for the page in this table:
-        mov r5, r1                        ;      [table + ((va >> shift) & mask) * 4]
-        shr r5, r0
-        ld r0, [r3 + 4]
-        and r5, r0
-        shl r5, 2
-        add r5, r2
-        ld r5, [r5]
-        test r5, PTE_P
-        jz tlb_miss_not_mapped
-        and r4, r5                        ; keep only the W and U this entry grants too
-        mov r2, r5                        ; the next table down (at the last level: the frame)
-        and r2, FRAME_MASK
-        ld r0, [r3]
-        add r3, 8
-        cmp r0, PAGE_SHIFT
-        jnz tlb_miss_level
-        or r2, r4                         ; the TLB entry: frame | W | U | P
-        or r2, PTE_P
-.ifdef PARAVIRT
-        hypercall HC_TLB_WRITE            ; the hypervisor installs the host frame instead
-.else
-        tlbwr r1, r2                      ; (privileged: under a VMM this traps, step 4 of OSTEP B.5)
-.endif
-        pop r5
-        pop r4
-        ret                               ; iret retries the access: this time it hits
-tlb_miss_not_mapped:
-        pop r5
-        pop r4
-        mov r0, VEC_PAGE_FAULT            ; the same frame, now as a page fault (kill_current
-        st [r7 + TF_VECTOR], r0           ; then prints the address, as for any page fault)
-        jmp handle_page_fault
-.endif
 
 ; ============================================================================ system calls
 ; The number is in the saved r0, the arguments in the saved r1-r3; the result goes back into

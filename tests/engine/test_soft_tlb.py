@@ -167,9 +167,9 @@ def test_tlbwr_on_a_hardware_walked_tlb_is_an_invalid_opcode() -> None:
 
 # ---------------------------------------------------------------------------------- the kernel
 def test_the_kernel_build_follows_the_machine() -> None:
-    assert "handle_tlb_miss" in kernel_for(SOFT).symbols
-    assert "handle_tlb_miss" not in kernel_for(MachineConfig()).symbols
-    assert "handle_tlb_miss" in kernel_for(SOFT, paravirtual=True).symbols
+    assert "trap_tlb_miss" in kernel_for(SOFT).symbols
+    assert "trap_tlb_miss" not in kernel_for(MachineConfig()).symbols
+    assert "trap_tlb_miss" in kernel_for(SOFT, paravirtual=True).symbols
 
 
 @pytest.mark.parametrize("name", sample_names())
