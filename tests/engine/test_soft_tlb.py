@@ -442,3 +442,29 @@ def test_virtualized_runs_equal_native_with_a_software_tlb(accesses: list[tuple[
     disco_run = build_system("trap", user_programs=[program], config=config, software_tlb=disco)
     disco_run.run(1_000_000)
     assert reference.first_difference(guest_view(disco_run), observable_only=True) is None
+
+
+def test_a_hardware_walked_vmm_refuses_tlbwr_like_the_real_machine() -> None:
+    from engine.hypercalls import NOT_PERMITTED, dispatch
+    from engine.mmu import Fault
+
+    hv = build_system("trap", user_programs=["hello"])
+    assert isinstance(hv, Hypervisor) and hv.soft_tlb is None
+    hv.run(60_000)
+    vm = hv.vms[0]
+    with pytest.raises(Fault) as raised:  # emulate() turns into an invalid-opcode trap for the guest
+        emulate(hv, vm, OPCODE_BY_NAME["TLBWR"], 1, 2, 0, hv.machine.cpu.pc)
+    assert raised.value.vector == Vector.INVALID_OPCODE
+    pv = build_system("pv", user_programs=["hello"])
+    assert isinstance(pv, Hypervisor)
+    name, result, _detail, _items = dispatch(pv, pv.vms[0], 20, (DATA, 0x5000 | PTE_P, 0))
+    assert (name, result) == ("tlb_write", NOT_PERMITTED)
+
+
+def test_a_guest_tlbwr_outside_its_memory_stops_the_vm() -> None:
+    hv = hypervisor()
+    run_to(hv, LOAD_PC)
+    assert hv.soft_tlb is not None
+    vm = hv.vms[0]
+    effect = hv.soft_tlb.write(vm, DATA, (vm.size + 0x1000) | PTE_P)
+    assert effect.startswith("refused") and vm.stop_reason is not None and vm.exit_code == 4
