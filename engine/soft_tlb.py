@@ -34,8 +34,11 @@ SOFT_TLB_MODES = ("trap", "bt", "pv")
 COUNTERS = ("tlb_miss_traps", "tlbwr_emulated", "software_tlb_hits")
 
 
-def check_supported(mode: str, memory_mode: str, software_tlb: int) -> None:
-    """Raise ValueError for a combination a software-managed TLB cannot run in."""
+def check_supported(mode: str, memory_mode: str, software_tlb: int, tlb_managed: str = "software") -> None:
+    """Raise ValueError for a combination a software-managed TLB (or Disco's software TLB) cannot run in."""
+    if tlb_managed != "software":
+        raise ValueError("Disco's software TLB (software_tlb) needs a software-managed TLB: "
+                         "MachineConfig(tlb_managed='software')")
     if mode not in SOFT_TLB_MODES:
         why = (" (hardware assist runs the guest's tlbwr in guest ring 0 against a hardware-walked TLB: "
                "no real machine combines VT-x with a software-managed TLB)") if mode == "hw" else ""

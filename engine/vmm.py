@@ -131,8 +131,8 @@ class Hypervisor:
         if memory_mode not in MEMORY_MODES:
             raise ValueError(f"memory_mode must be one of {', '.join(MEMORY_MODES)}, got {memory_mode!r}")
         base_config = config or MachineConfig()
-        if base_config.tlb_managed == "software":
-            check_supported(mode, memory_mode, software_tlb)
+        if base_config.tlb_managed == "software" or software_tlb:
+            check_supported(mode, memory_mode, software_tlb, base_config.tlb_managed)
         guests_end = VMM_RESERVED + guest_memory * len(guests)
         table_space = {"nested": host_table_space(host_levels, guest_memory // PAGE_SIZE),
                        "shadow": SHADOW_TABLE_SPACE + (4 << 20 if base_config.page_levels == 1 else 0)

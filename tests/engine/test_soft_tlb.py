@@ -386,6 +386,8 @@ def test_disco_keeps_vms_apart() -> None:
 def test_unsupported_combinations_are_rejected(mode: str, memory: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build_system(mode, config=SOFT, memory_mode=memory)
+    with pytest.raises(ValueError, match="needs a software-managed TLB"):
+        build_system("trap", software_tlb=8)
 
 
 # ---------------------------------------------------------------------------------- snapshots and equivalence
