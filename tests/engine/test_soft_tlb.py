@@ -470,3 +470,37 @@ def test_a_guest_tlbwr_outside_its_memory_stops_the_vm() -> None:
     vm = hv.vms[0]
     effect = hv.soft_tlb.write(vm, DATA, (vm.size + 0x1000) | PTE_P)
     assert effect.startswith("refused") and vm.stop_reason is not None and vm.exit_code == 4
+
+
+LESSON = '''
+title = "Software TLB"
+summary = "A miss traps to the kernel."
+
+[machine]
+kernel = true
+programs = ["hello"]
+{machine}
+
+[[steps]]
+title = "Run"
+narration = "Run it."
+action = {{ do = "run", count = 1000 }}
+'''
+
+
+@pytest.mark.parametrize(("machine", "message"), [
+    ('tlb_managed = "mips"', "machine.tlb_managed"),
+    ('tlb_managed = "software"\nmode = "hw"', "cannot run under hardware assist"),
+    ('tlb_managed = "software"\nmode = "trap"\nmemory_mode = "nested"', "needs memory_mode 'relocation'"),
+    ('mode = "trap"\nsoftware_tlb = 8', "machine.software_tlb"),
+])
+def test_lessons_validate_the_tlb_fields(tmp_path: Any, machine: str, message: str) -> None:
+    from engine.lesson import LessonError, load_lesson
+
+    path = tmp_path / "01-soft.toml"
+    path.write_text(LESSON.format(machine=machine))
+    with pytest.raises(LessonError, match=message):
+        load_lesson(path)
+    path.write_text(LESSON.format(machine='tlb_managed = "software"\nmode = "trap"\nsoftware_tlb = 8'))
+    lesson = load_lesson(path)
+    assert lesson.machine.config.tlb_managed == "software" and lesson.machine.software_tlb == 8
