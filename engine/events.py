@@ -68,7 +68,7 @@ class TrapTaken(Event):
     fault_address: int
 
     def describe(self) -> str:
-        extra = f" addr={self.fault_address:#x} err={self.error_code:#x}" if self.vector == 14 else ""
+        extra = f" addr={self.fault_address:#x} err={self.error_code:#x}" if self.vector in (14, 15) else ""
         return (f"trap: {self.cause} (vector {self.vector}) ring {self.from_ring}->{self.to_ring} "
                 f"at {self.pc:#x} -> handler {self.handler:#x}{extra}")
 
