@@ -260,7 +260,7 @@ class CPU:
                     self.pc = pc
                     fetch_vpn = -1
                     not_retired += 1
-                    if fault.vector == Vector.PAGE_FAULT:
+                    if fault.vector == Vector.PAGE_FAULT or fault.vector == Vector.TLB_MISS:
                         self.cr2 = fault.address
                     timer.countdown = countdown  # a VMM handling the fault may emulate and tick the timer
                     self._deliver(fault.vector, fault.error_code, fault.address, pc, pc)
@@ -284,7 +284,12 @@ class CPU:
         return steps - start
 
     def _fetches_use_tlb(self) -> int:
-        """1 if instruction fetches are TLB lookups (paging on, or guest-physical under nested paging)."""
+        """1 if instruction fetches are TLB lookups (paging on, or guest-physical under nested paging).
+
+        With a software-managed TLB, supervisor code runs from the unmapped kernel window (no lookup).
+        """
+        if self.mmu.software and self.ring != 3:
+            return 0
         return 1 if self.paging or (self.mmu.phys_limit and self.mmu.nested is not None) else 0
 
     def _decode(self, pa: int, pc: int) -> Decoded:
@@ -691,6 +696,11 @@ class CPU:
 
     def op_invlpg(self, a: int, b: int, imm: int) -> None:
         self.mmu.flush_page((self.regs[a] + imm) & WORD_MASK)
+
+    def op_tlbwr(self, a: int, b: int, imm: int) -> None:
+        if not self.mmu.software:  # a hardware-walked TLB has no write port
+            raise Fault(Vector.INVALID_OPCODE, 0, self.pc - INSTRUCTION_SIZE)
+        self.mmu.install(self.regs[a], self.regs[b])
 
     def set_breakpoints(self, addresses: frozenset[int]) -> None:
         """Virtual pcs before which `run` stops (checked only on pages that hold one: free elsewhere)."""

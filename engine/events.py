@@ -68,7 +68,7 @@ class TrapTaken(Event):
     fault_address: int
 
     def describe(self) -> str:
-        extra = f" addr={self.fault_address:#x} err={self.error_code:#x}" if self.vector == 14 else ""
+        extra = f" addr={self.fault_address:#x} err={self.error_code:#x}" if self.vector in (14, 15) else ""
         return (f"trap: {self.cause} (vector {self.vector}) ring {self.from_ring}->{self.to_ring} "
                 f"at {self.pc:#x} -> handler {self.handler:#x}{extra}")
 
@@ -438,11 +438,43 @@ class BalloonChange(Event):
     target: int
 
 
+@dataclass(frozen=True, slots=True)
+class TlbWriteEmulated(Event):
+    """The VMM emulated a guest's tlbwr: it installed VPN -> host frame (MFN), never the guest's frame (PFN)."""
+
+    kind: ClassVar[str] = "vmm-tlbwr"
+    vm: int
+    vpn: int
+    asid: int
+    guest_frame: int  # what the guest OS asked for (its "physical" frame number)
+    host_frame: int  # what the real TLB got (the machine frame number)
+    flags: int
+
+    def describe(self) -> str:
+        return (f"vmm-tlbwr: vm{self.vm} vpn {self.vpn:#x} -> guest frame {self.guest_frame:#x} "
+                f"installed as host frame {self.host_frame:#x}")
+
+
+@dataclass(frozen=True, slots=True)
+class SoftwareTlbRefill(Event):
+    """Disco's VMM software TLB held the mapping: the VMM refilled the real TLB, the guest OS never ran."""
+
+    kind: ClassVar[str] = "soft-tlb-hit"
+    vm: int
+    vpn: int
+    asid: int
+    host_frame: int
+
+    def describe(self) -> str:
+        return (f"soft-tlb-hit: vm{self.vm} vpn {self.vpn:#x} refilled from the VMM's software TLB "
+                f"(host frame {self.host_frame:#x})")
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     InstructionExecuted, TrapTaken, TrapReturn, PageWalkRead, PteUpdate, TlbLookup, TlbFill, TlbEvict,
     TlbFlush, MemoryAccess, PortIO, ControlRegisterWrite, InterruptRaised, MachineHalted,
     VmExit, VmEntry, Emulated, Reflected, FidelityViolation, HypercallMade, BtTranslated, BtBlockEntered,
     BtInvalidated, VmSwitched, VmStopped, NestedCacheHit, ShadowUpdate, HostFrameMapped, PageShared, CowBreak,
-    BalloonChange,
+    BalloonChange, TlbWriteEmulated, SoftwareTlbRefill,
 )
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)

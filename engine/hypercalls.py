@@ -99,9 +99,19 @@ def _mmu_update(hv: Hypervisor, vm: VM, a: tuple[int, ...]) -> Result:
 def _tlb_flush(hv: Hypervisor, vm: VM, a: tuple[int, ...]) -> Result:
     if a[0] == ALL:
         hv.machine.mmu.flush_all("all")
+        if hv.soft_tlb is not None:
+            hv.soft_tlb.forget(vm, None)
         return "tlb_flush", 0, "whole TLB flushed", 0
     hv.machine.mmu.flush_page(a[0])
+    if hv.soft_tlb is not None:
+        hv.soft_tlb.forget(vm, a[0])
     return "tlb_flush", 0, f"TLB entry for {a[0]:#x} invalidated", 0
+
+
+def _tlb_write(hv: Hypervisor, vm: VM, a: tuple[int, ...]) -> Result:
+    if hv.soft_tlb is None:
+        return "tlb_write", NOT_PERMITTED, "refused: this machine's TLB is filled by hardware", 0
+    return "tlb_write", 0, hv.soft_tlb.write(vm, a[0], a[1]), 0
 
 
 def _apply(name: str, hv: Hypervisor, vm: VM, *, b_value: int, imm: int) -> None:
@@ -117,6 +127,7 @@ def _apply(name: str, hv: Hypervisor, vm: VM, *, b_value: int, imm: int) -> None
 HYPERCALLS: dict[int, Callable[[Hypervisor, VM, tuple[int, ...]], Result]] = {
     1: _set_trap_table, 2: _set_cr3, 3: _set_cr0, 4: _stack_switch, 5: _iret, 6: _set_interrupts,
     7: _io_out, 8: _io_in, 9: _block, 10: _read_cr2, 11: _mmu_update, 12: _tlb_flush, 13: _read_cr3,
+    20: _tlb_write,
 }
 HYPERCALL_NAMES = {number: function.__name__.lstrip("_") for number, function in HYPERCALLS.items()}
 

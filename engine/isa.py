@@ -101,6 +101,7 @@ class Vector(IntEnum):
     INVALID_OPCODE = 6
     PRIVILEGED = 13  # general-protection fault: privileged instruction outside ring 0
     PAGE_FAULT = 14
+    TLB_MISS = 15  # software-managed TLB only: no entry for the page (x86 leaves 15 reserved)
     ALIGNMENT = 17
     MACHINE_CHECK = 18  # guest-physical address outside the VM's allocation (only under a VMM)
     TIMER = 32
@@ -118,6 +119,7 @@ VECTOR_DESCRIPTIONS: dict[int, str] = {
     Vector.INVALID_OPCODE: "invalid opcode",
     Vector.PRIVILEGED: "privileged instruction outside ring 0",
     Vector.PAGE_FAULT: "page fault",
+    Vector.TLB_MISS: "TLB miss (software-managed TLB)",
     Vector.ALIGNMENT: "misaligned word access",
     Vector.MACHINE_CHECK: "guest-physical address outside the VM's memory",
     Vector.TIMER: "timer interrupt",
@@ -138,6 +140,12 @@ PTE_U = 0x004
 PTE_A = 0x020
 PTE_D = 0x040
 PTE_FRAME_MASK = 0xFFFF_F000
+
+# Software-managed TLB (MachineConfig.tlb_managed = "software"): supervisor accesses (rings 0-2) below
+# this address bypass the TLB, physical = virtual, like the unmapped kernel segment kseg0 of MIPS.
+# Without it the TLB-miss handler's own fetches would miss forever.
+KSEG_LIMIT = 0x0040_0000
+TLB_MANAGEMENT = ("hardware", "software")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +249,8 @@ OPCODES: tuple[OpSpec, ...] = (
     _op(0x59, "IRET", "iret", Form.NONE, "return from trap: pop error, vector, pc, flags|ring, sp",
         klass=P, cycles=4),
     _op(0x5A, "LIDT", "lidt", Form.R, "trap-table base = a", klass=P, cycles=2),
+    _op(0x5B, "TLBWR", "tlbwr", Form.RR, "TLB entry for the page of a = b (frame | W | U); software TLB only",
+        klass=P, cycles=3),
 )
 
 OPCODE_BY_NUMBER: dict[int, OpSpec] = {spec.opcode: spec for spec in OPCODES}

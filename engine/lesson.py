@@ -114,6 +114,8 @@ class MachineSetup:
     """How a VMM virtualizes guest memory: relocation, shadow or nested."""
     host_levels: int = 4
     """Levels of the host's page tables under nested paging."""
+    software_tlb: int = 0
+    """Entries of Disco's VMM software TLB (a VMM mode with tlb_managed = "software")."""
 
 
 @dataclass(frozen=True)
@@ -248,10 +250,10 @@ def _string_list(reader: _Reader, name: str) -> list[str]:
 
 
 def _machine_setup(reader: _Reader) -> MachineSetup:
-    config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "timer_interval",
-                     "seed", "console_input")
+    config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "tlb_managed",
+                     "timer_interval", "seed", "console_input")
     reader.check_known(("kernel", "programs", "program", "source", "mode", "memory_mode", "host_levels",
-                        *config_fields))
+                        "software_tlb", *config_fields))
     mode = reader.choice("mode", MODES, "native")
     memory_mode = reader.choice("memory_mode", ("relocation", "shadow", "nested"), "relocation")
     host_levels = reader.get("host_levels", int, 4)
@@ -272,7 +274,8 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
         raise reader.error("source", "give either 'program' or 'source', not both")
     values: dict[str, Any] = {}
     for name in config_fields:
-        kind: type = bool if name == "tlb_tagged" else str if name in ("tlb_policy", "console_input") else int
+        kind: type = bool if name == "tlb_tagged" else str if name in ("tlb_policy", "tlb_managed",
+                                                                        "console_input") else int
         value = reader.get(name, kind)
         if value is not None:
             values[name] = value
@@ -281,8 +284,16 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     except ConfigError as error:
         name = str(error).split(" ", 1)[0]
         raise reader.error(name if name in config_fields else "machine", str(error)) from None
+    if config.tlb_managed == "software" and mode == "hw":
+        raise reader.error("tlb_managed", "a software-managed TLB cannot run under hardware assist (mode 'hw')")
+    if config.tlb_managed == "software" and memory_mode != "relocation":
+        raise reader.error("tlb_managed", "a software-managed TLB needs memory_mode 'relocation'")
+    software_tlb = reader.get("software_tlb", int, 0)
+    if software_tlb and (config.tlb_managed != "software" or mode == "native" or software_tlb < 0):
+        raise reader.error("software_tlb", "Disco's software TLB needs tlb_managed = \"software\", a VMM mode "
+                                           "(trap, bt or pv) and a size >= 0")
     return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config, mode,
-                        memory_mode, host_levels)
+                        memory_mode, host_levels, software_tlb)
 
 
 def _step(reader: _Reader, machine: MachineSetup) -> LessonStep:

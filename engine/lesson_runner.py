@@ -36,7 +36,8 @@ def build_lesson_machine(lesson: Lesson) -> System:
             return name
         return assemble_file(base / name)
 
-    memory = {"memory_mode": setup.memory_mode, "host_levels": setup.host_levels} if setup.mode != "native" else {}
+    memory = ({"memory_mode": setup.memory_mode, "host_levels": setup.host_levels, "software_tlb": setup.software_tlb}
+              if setup.mode != "native" else {})
     if setup.kernel:
         return build_system(setup.mode, user_programs=[program(name) for name in setup.programs],
                             config=setup.config, **memory)  # type: ignore[arg-type]

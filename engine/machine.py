@@ -20,7 +20,7 @@ from engine.devices import (
     Timer,
 )
 from engine.events import Event
-from engine.isa import NUM_REGS, PAGE_SIZE, SP, WORD_MASK
+from engine.isa import NUM_REGS, PAGE_SIZE, SP, TLB_MANAGEMENT, WORD_MASK
 from engine.mmu import MMU, TLB_POLICIES, Sink, split_levels
 from engine.program import Program
 
@@ -52,6 +52,9 @@ class MachineConfig:
     """TLB replacement: lru, fifo or random (seeded)."""
     tlb_tagged: bool = False
     """Tag TLB entries with the address-space id (cr3 & 0xfff) instead of flushing on cr3 loads."""
+    tlb_managed: str = "hardware"
+    """Who fills the TLB: "hardware" (the MMU walks the page tables) or "software" (a miss traps, TLB_MISS,
+    and the kernel installs the entry with tlbwr, as on MIPS)."""
     timer_interval: int = 0
     """Timer period in instructions at reset (0 = off until a program sets it through port 0x20)."""
     seed: int = 0
@@ -72,6 +75,12 @@ class MachineConfig:
             raise ConfigError(f"tlb_entries must be 1..4096, got {self.tlb_entries}")
         if self.tlb_policy not in TLB_POLICIES:
             raise ConfigError(f"tlb_policy must be one of {', '.join(TLB_POLICIES)}, got {self.tlb_policy!r}")
+        if self.tlb_managed not in TLB_MANAGEMENT:
+            raise ConfigError(f"tlb_managed must be one of {', '.join(TLB_MANAGEMENT)}, got {self.tlb_managed!r}")
+        if self.tlb_managed == "software" and self.tlb_entries < 2:
+            # One entry livelocks: the handler's fill for the data page evicts the instruction's page.
+            raise ConfigError("a software-managed TLB needs tlb_entries >= 2 (an instruction's page and its "
+                              f"data page), got {self.tlb_entries}")
         if self.timer_interval < 0:
             raise ConfigError("timer_interval must be >= 0")
         return self
@@ -120,7 +129,8 @@ class Machine:
         self.memory = bytearray(cfg.memory_size)
         mem32 = memoryview(self.memory).cast("I")
         self.mmu = MMU(mem32, cfg.memory_size, self.sink, levels=cfg.page_levels, tlb_entries=cfg.tlb_entries,
-                       tlb_policy=cfg.tlb_policy, tlb_tagged=cfg.tlb_tagged, seed=cfg.seed)
+                       tlb_policy=cfg.tlb_policy, tlb_tagged=cfg.tlb_tagged, seed=cfg.seed,
+                       tlb_managed=cfg.tlb_managed)
         self.interrupts = InterruptController(self.sink)
         self.timer = Timer(self.interrupts, cfg.timer_interval)
         self.console = Console(self.interrupts, cfg.console_input)

@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.events import PageWalkRead, PteUpdate, TlbEvict, TlbFill, TlbFlush, TlbLookup
 from engine.isa import (
+    KSEG_LIMIT,
     PAGE_SHIFT,
     PF_FETCH,
     PF_PRESENT,
@@ -87,7 +88,7 @@ class MMU:
     """
 
     def __init__(self, mem32: memoryview, mem_size: int, sink: Sink, *, levels: int, tlb_entries: int,
-                 tlb_policy: str, tlb_tagged: bool, seed: int) -> None:
+                 tlb_policy: str, tlb_tagged: bool, seed: int, tlb_managed: str = "hardware") -> None:
         if tlb_policy not in TLB_POLICIES:
             raise ValueError(f"tlb_policy must be one of {', '.join(TLB_POLICIES)}, got {tlb_policy!r}")
         if tlb_entries < 1:
@@ -117,6 +118,10 @@ class MMU:
         self.walk_dimension = "native"  # how this MMU's own walks are labelled (guest, shadow)
         self.walk_relocates = True  # False while walking shadow tables, which already hold host addresses
         self.counters = {"tlb_hits": 0, "tlb_misses": 0, "walks": 0, "pte_reads": 0, "page_faults": 0}
+        # Software-managed TLB: a miss traps to the OS (TLB_MISS) instead of walking; see software_miss.
+        self.software = tlb_managed == "software"
+        if self.software:
+            self.counters.update(tlb_miss_traps=0, tlb_writes=0)
 
     # ----------------------------------------------------------------- cr3 and flushes
     def load_cr3(self, value: int) -> None:
@@ -230,6 +235,8 @@ class MMU:
             # First write through a clean entry: re-walk so the MMU can set D in memory, like x86.
             del self.tlb[key]
         else:
+            if self.software:  # the only software-TLB check, on the miss path
+                return self.software_miss(va, access, user)
             self.counters["tlb_misses"] += 1
             events = self.sink.events
             if events is not None:
@@ -238,6 +245,39 @@ class MMU:
         entry = self.walk(va, access, user)
         self._fill(key, entry)
         return (entry & PTE_FRAME_MASK) | (va & 0xFFF)
+
+    def software_miss(self, va: int, access: int, user: bool) -> int:
+        """A miss in a software-managed TLB: the unmapped kernel window, else a TLB_MISS fault.
+
+        Supervisor accesses below KSEG_LIMIT never use the TLB (physical = virtual, relocated into the
+        VM under a VMM), like MIPS kseg0, so the miss handler can run. Anything else raises TLB_MISS:
+        the error code is the page's address (bits 12-31) with the page-fault access bits (write, user,
+        fetch), so a handler learns the address without reading cr2.
+        """
+        if not user and va < KSEG_LIMIT:
+            return self.relocate(va) if self.phys_limit else va
+        self.counters["tlb_misses"] += 1
+        self.counters["tlb_miss_traps"] += 1
+        events = self.sink.events
+        if events is not None:
+            events.append(TlbLookup(self.sink.step, va, va >> PAGE_SHIFT, self.asid, False, -1,
+                                    ACCESS_NAMES[access]))
+        raise Fault(Vector.TLB_MISS, (va & PTE_FRAME_MASK) | page_fault_code(access, user, False), va)
+
+    def install(self, va: int, entry: int) -> None:
+        """TLBWR: the entry for the page of `va` in the current address space = ``frame | W | U``.
+
+        An entry without P drops the page's entry instead. W implies D (the MMU never writes page
+        tables in software mode, so a writable entry is a write-enabled one, as the D bit of MIPS).
+        """
+        key = (va >> PAGE_SHIFT) | self.asid_key
+        if not entry & PTE_P:
+            self.flush_page(va)
+            return
+        value = (entry & (PTE_FRAME_MASK | PTE_W | PTE_U)) | (PTE_D if entry & PTE_W else 0)
+        self.counters["tlb_writes"] = self.counters.get("tlb_writes", 0) + 1
+        self.tlb.pop(key, None)  # rewriting a page's entry replaces it, never evicts another
+        self._fill(key, value)
 
     def walk(self, va: int, access: int, user: bool) -> int:
         """Walk the page tables for `va`; returns ``frame_base | W | U | D`` or raises a page fault.

@@ -41,12 +41,28 @@ def assemble_shipped(name: str) -> Program:
     return assemble_file(shipped_path(name))
 
 
+@lru_cache(maxsize=8)
+def kernel_build(*, paravirtual: bool = False, software_tlb: bool = False) -> Program:
+    """The shipped kernel assembled with PARAVIRT (hypercalls) and/or SOFT_TLB (its own TLB-miss handler)."""
+    if not paravirtual and not software_tlb:
+        return assemble_shipped(KERNEL_NAME)
+    from engine.asm import assemble_file
+
+    defines = {name: 1 for name, wanted in (("PARAVIRT", paravirtual), ("SOFT_TLB", software_tlb)) if wanted}
+    return assemble_file(shipped_path(KERNEL_NAME), defines=defines)
+
+
+def kernel_for(config: MachineConfig, *, paravirtual: bool = False) -> Program:
+    """The kernel build a machine with `config` needs (SOFT_TLB when its TLB is software-managed)."""
+    return kernel_build(paravirtual=paravirtual, software_tlb=config.tlb_managed == "software")
+
+
 def boot_kernel_machine(user_programs: Sequence[str | Program] = DEFAULT_USER_PROGRAMS,
                         config: MachineConfig | None = None) -> Machine:
     """A machine with the shipped kernel loaded and `user_programs` as its processes, at step 0."""
     machine = Machine(config or MachineConfig())
     modules = [assemble_shipped(p) if isinstance(p, str) else p for p in user_programs]
-    machine.boot_kernel(assemble_shipped(KERNEL_NAME), modules)
+    machine.boot_kernel(kernel_for(machine.config), modules)
     return machine
 
 

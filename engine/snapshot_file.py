@@ -79,7 +79,7 @@ def decode_state(data: bytes, source: str = "<bytes>") -> MachineState:
     try:
         document = json.loads(zlib.decompress(payload).decode("utf-8"))
         config_fields = {f.name for f in fields(MachineConfig)}
-        if set(document["config"]) != config_fields:
+        if not set(document["config"]) <= config_fields:  # a field added since (tlb_managed) takes its default
             raise SnapshotFileError(f"{source}: snapshot configuration has unexpected fields")
         config = MachineConfig(**document["config"]).validate()
         cpu = dict(document["cpu"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from engine.costs import CostModel
@@ -17,24 +16,27 @@ from engine.machine import Machine, MachineConfig
 from engine.program import Program
 from engine.programs import (
     DEFAULT_USER_PROGRAMS,
-    KERNEL_NAME,
     assemble_shipped,
     bare_machine,
     boot_kernel_machine,
-    shipped_path,
+    kernel_build,
+    kernel_for,
 )
+from engine.soft_tlb import SOFT_TLB_MODES
 from engine.vmm import MODES, GuestSpec, Hypervisor
 
 System = Machine | Hypervisor
 IF = int(Flag.IF)
 
 
-@lru_cache(maxsize=4)
 def paravirtual_kernel() -> Program:
     """The shipped kernel assembled with PARAVIRT defined: hypercalls instead of privileged instructions."""
-    from engine.asm import assemble_file
+    return kernel_build(paravirtual=True)
 
-    return assemble_file(shipped_path(KERNEL_NAME), defines={"PARAVIRT": 1})
+
+def supported_modes(tlb_managed: str) -> tuple[str, ...]:
+    """The modes a machine whose TLB is managed by `tlb_managed` can run in (no hw with a software TLB)."""
+    return MODES if tlb_managed == "hardware" else ("native", *SOFT_TLB_MODES)
 
 
 def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
@@ -43,8 +45,13 @@ def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
 
 def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_USER_PROGRAMS,
                  bare: Program | None = None, config: MachineConfig | None = None,
-                 costs: CostModel | None = None, memory_mode: str = "relocation", host_levels: int = 4) -> System:
-    """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0."""
+                 costs: CostModel | None = None, memory_mode: str = "relocation", host_levels: int = 4,
+                 software_tlb: int = 0) -> System:
+    """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0.
+
+    The kernel build follows the machine: SOFT_TLB for `config.tlb_managed == "software"`, PARAVIRT for
+    pv. `software_tlb` sizes Disco's VMM software TLB (VMM modes with a software-managed TLB only).
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     config = config or MachineConfig()
@@ -53,10 +60,10 @@ def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_
     if bare is not None:
         guest = GuestSpec(bare, (), bare.name, bare=True)
     else:
-        kernel = paravirtual_kernel() if mode == "pv" else assemble_shipped(KERNEL_NAME)
+        kernel = kernel_for(config, paravirtual=mode == "pv")
         guest = GuestSpec(kernel, _programs(user_programs))
     return Hypervisor(mode, [guest], guest_memory=config.memory_size, config=config, costs=costs,
-                      memory_mode=memory_mode, host_levels=host_levels)
+                      memory_mode=memory_mode, host_levels=host_levels, software_tlb=software_tlb)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from engine.mmu import READ, Fault
 from engine.nested import NestedPaging, host_table_space
 from engine.program import Program
 from engine.shadow import ShadowPaging
+from engine.soft_tlb import SoftTlbVmm, check_supported
 from engine.vmm_emulate import (
     GuestTripleFault,
     VCpu,
@@ -130,7 +131,8 @@ class Hypervisor:
                  config: MachineConfig | None = None, costs: CostModel | None = None, quantum: int = 20_000,
                  hw_exits: frozenset[str] = DEFAULT_HW_EXITS,
                  exception_bitmap: frozenset[int] | None = None, memory_mode: str = "relocation",
-                 host_levels: int = 4, nested_cache: int = 0, overcommit: OvercommitConfig | None = None) -> None:
+                 host_levels: int = 4, nested_cache: int = 0, overcommit: OvercommitConfig | None = None,
+                 software_tlb: int = 0) -> None:
         if mode not in VMM_MODES:
             raise ValueError(f"VMM mode must be one of {', '.join(VMM_MODES)}, got {mode!r}")
         if not guests:
@@ -144,6 +146,8 @@ class Hypervisor:
             raise ValueError("overcommit runs under trap, pv or hw: binary translation caches code by host "
                              "frame, and page sharing moves frames")
         base_config = config or MachineConfig()
+        if base_config.tlb_managed == "software" or software_tlb:
+            check_supported(mode, memory_mode, software_tlb, base_config.tlb_managed)
         guests_end = VMM_RESERVED + (overcommit.validate().host_frames * PAGE_SIZE if overcommit is not None
                                      else guest_memory * len(guests))
         table_space = {"nested": host_table_space(host_levels, guest_memory // PAGE_SIZE),
@@ -208,6 +212,8 @@ class Hypervisor:
         self.current = self.vms[0]
         self.slice_used = 0
         self.vpid_tagging = memory_mode == "nested"  # EPT came with VPID-tagged TLBs: no flush on a VM switch
+        self.soft_tlb = SoftTlbVmm(self, software_tlb) if base_config.tlb_managed == "software" else None
+        """Software-managed TLB support (engine/soft_tlb.py): miss traps, tlbwr, Disco's software TLB."""
         cpu = self.machine.cpu
         cpu.trap_hook = self._on_trap
         cpu.write_watch = self._on_watched_write
@@ -597,7 +603,7 @@ class Hypervisor:
 
     def _reflect(self, vm: VM, vector: int, error: int, address: int, return_pc: int) -> None:
         from_ring = vm.vcpu.ring
-        if vector == Vector.PAGE_FAULT:
+        if vector == Vector.PAGE_FAULT or vector == Vector.TLB_MISS:
             vm.vcpu.cr2 = address
         try:
             handler = reflect(self, vm, vector, error, return_pc)
@@ -641,6 +647,9 @@ class Hypervisor:
                              f"{vm.size:#x} bytes: stopped by the VMM", 4)
             return True
         if vector == Vector.PAGE_FAULT and vm.shadow is not None and self._shadow_fault(vm, error, address, fault_pc):
+            return True
+        if vector == Vector.TLB_MISS and self.soft_tlb is not None:
+            self.soft_tlb.on_miss(vm, error, address, fault_pc, return_pc)
             return True
         if self.mode == "hw":
             return self._hw_trap(vm, vector, fault_pc)
@@ -856,9 +865,11 @@ class Hypervisor:
         """Machine state plus the VMM's (virtual CPUs, devices, counters, translation cache)."""
         state = self.machine.snapshot()
         vms = tuple(self._vm_state(vm) for vm in self.vms)
-        return MachineState(state.config, state.memory, state.cpu, state.tlb, state.mmu,
-                            {**state.devices, "vmm": (self.current.vm_id, self.slice_used, vms,
-                                                      self.hostmem.state() if self.hostmem is not None else None)},
+        devices = {**state.devices, "vmm": (self.current.vm_id, self.slice_used, vms,
+                                            self.hostmem.state() if self.hostmem is not None else None)}
+        if self.soft_tlb is not None:
+            devices["soft_tlb"] = self.soft_tlb.state()
+        return MachineState(state.config, state.memory, state.cpu, state.tlb, state.mmu, devices,
                             state.rng_state, state.programs)
 
     def restore(self, state: MachineState) -> None:
@@ -873,6 +884,8 @@ class Hypervisor:
         self.slice_used = slice_used
         self._attach_mmu(self.current)
         self.update_watch()
+        if self.soft_tlb is not None:
+            self.soft_tlb.restore(state.devices["soft_tlb"])
         self.guest_ring_changed(self.current)
 
     @staticmethod

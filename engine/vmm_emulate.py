@@ -32,7 +32,9 @@ from engine.isa import (
     WORD_MASK,
     Flag,
     OpSpec,
+    Vector,
 )
+from engine.mmu import Fault
 
 if TYPE_CHECKING:
     from engine.vmm import VM, Hypervisor
@@ -135,10 +137,18 @@ def emulate(hv: Hypervisor, vm: VM, spec: OpSpec, a: int, b: int, imm: int, pc: 
         return f"read virtual {CR(imm).name.lower()} = {regs[a]:#x}"
     if name == "TLBFLUSH":
         hv.machine.mmu.flush_all("all")
+        if hv.soft_tlb is not None:
+            hv.soft_tlb.forget(vm, None)
         return "TLB flushed"
     if name == "INVLPG":
         hv.machine.mmu.flush_page((regs[a] + imm) & WORD_MASK)
+        if hv.soft_tlb is not None:
+            hv.soft_tlb.forget(vm, (regs[a] + imm) & WORD_MASK)
         return f"TLB entry for {(regs[a] + imm) & WORD_MASK:#x} invalidated"
+    if name == "TLBWR":
+        if hv.soft_tlb is None:  # as on the real machine: a hardware-walked TLB has no write port
+            raise Fault(Vector.INVALID_OPCODE, 0, pc)
+        return hv.soft_tlb.write(vm, regs[a], regs[b])
     if name == "LIDT":
         vcpu.idtr = regs[a]
         return f"virtual trap-table base = {regs[a]:#x} (the real one stays the VMM's)"
@@ -182,6 +192,8 @@ def _write_cr(hv: Hypervisor, vm: VM, number: int, value: int) -> str:
         vcpu.cr3 = value
         cpu.cr3 = value
         hv.load_guest_cr3(vm, value)  # relocated, nested, or switched to this root's shadow tables
+        if hv.soft_tlb is not None:
+            hv.soft_tlb.cr3_loaded(vm)
         return f"virtual cr3 = {value:#x}: address space switched"
     vcpu.ksp = value
     if vm.mode == "hw":

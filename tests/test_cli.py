@@ -82,3 +82,18 @@ def test_asm_defines_select_the_paravirtual_kernel(capsys: pytest.CaptureFixture
     native = capsys.readouterr().out
     assert "hypercall" in paravirtual and "hypercall" not in native.replace("; ", "")
     assert "PRV" in native and " PRV " not in paravirtual
+
+
+def test_software_tlb_option_for_trace_and_compare(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trace", "hello", "--tlb", "software", "--mode", "trap", "--json", "--steps", "200000",
+                 "--kinds", "vmm-tlbwr,trap"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    writes = [line for line in lines if line["kind"] == "vmm-tlbwr"]
+    assert writes and all(line["host_frame"] != line["guest_frame"] for line in writes)
+    assert lines[-1]["counters"]["tlbwr_emulated"] == len(writes)
+    assert "Hello from user space!" in lines[-1]["console"]
+    assert main(["compare", "pagefault", "--tlb", "software"]) == 0  # the default modes, without hw
+    out = capsys.readouterr().out
+    assert "hardware assist" not in out and "tlbwr_emulated" in out and "NO" not in out.split("cycles (cost")[0]
+    assert main(["trace", "hello", "--tlb", "software", "--mode", "hw"]) == 1
+    assert "hardware assist" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from engine.isa import TLB_MANAGEMENT
 from engine.vmm import MEMORY_MODES, MODES
 from vizvm import __version__
 
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
     run.add_argument("--mode", choices=MODES, default=argparse.SUPPRESS,
                      help="run it natively (default) or under the VMM: trap, bt, pv or hw")
+    for sub_parser in (trace, compare, run):
+        sub_parser.add_argument("--tlb", choices=TLB_MANAGEMENT, default="hardware",
+                                help="who fills the TLB: hardware (the MMU walks the page tables, the default) or "
+                                     "software (a miss traps to the kernel's handler, which uses tlbwr; "
+                                     "not with --mode hw)")
     for opens_app in (lesson, run, serve):  # also accepted after the command
         opens_app.add_argument("--projector", action="store_true", default=argparse.SUPPRESS,
                                help="classroom mode (as before the command)")

@@ -6,13 +6,14 @@ import argparse
 import sys
 from typing import TextIO
 
-from engine.systems import ModeResult, run_modes
+from engine.systems import ModeResult, run_modes, supported_modes
 from engine.vmm import MODE_TITLES, MODES
 from vizvm.cli_trace import build_machine
 
 ROWS = ("guest instructions", "steps", "traps", "exits to the VMM", "emulated", "reflected", "hypercalls",
         "bt_blocks", "bt_hits", "fidelity_violations", "page-table references", "hidden_faults", "pt_writes_traced",
         "cycles")
+SOFT_TLB_ROWS = ("tlb_miss_traps", "tlbwr_emulated", "software_tlb_hits")  # with --tlb software
 BAR_WIDTH = 24
 
 
@@ -31,6 +32,8 @@ def run_compare(args: argparse.Namespace, out: TextIO) -> int:
     from engine.asm import AsmErrors
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.modes == ",".join(MODES):  # the default: only the modes this TLB can run in
+        modes = [m for m in modes if m in supported_modes(args.tlb)]
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         print(f"vizvm compare: unknown mode(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}",
@@ -38,17 +41,19 @@ def run_compare(args: argparse.Namespace, out: TextIO) -> int:
         return 1
     try:
         results = run_modes(modes, lambda mode: build_machine(args.program, under_kernel=args.kernel, mode=mode,
-                                                              memory_mode=args.memory), args.steps)
+                                                              memory_mode=args.memory, tlb_managed=args.tlb),
+                            args.steps)
     except AsmErrors as errors:
         print(errors, file=sys.stderr)
         return 1
     except (OSError, ValueError) as error:
         print(f"vizvm compare: {error}", file=sys.stderr)
         return 1
-    width = max(len(r) for r in ROWS) + 2
+    width = max(len(r) for r in ROWS) + 2  # (the software-TLB rows are shorter)
     column = 20
     out.write(" " * width + "".join(f"{MODE_TITLES[r.mode]:>{column}}" for r in results) + "\n")
-    for row in ROWS:
+    rows = ROWS + (SOFT_TLB_ROWS if args.tlb == "software" else ())
+    for row in rows:
         out.write(f"{row:<{width}}" + "".join(f"{_value(r, row):>{column},}" for r in results) + "\n")
     out.write(f"{'stopped':<{width}}" + "".join(
         f"{('exit ' + str(r.view.exit_code)) if r.view.stopped else 'running':>{column}}" for r in results) + "\n")

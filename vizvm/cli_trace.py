@@ -21,11 +21,11 @@ TRACE_FORMAT_VERSION = 1
 
 
 def build_machine(program: str | None, *, under_kernel: bool, seed: int = 0, mode: str = "native",
-                  memory_mode: str = "relocation") -> System:
+                  memory_mode: str = "relocation", tlb_managed: str = "hardware") -> System:
     """The system `vizvm trace`/`run`/`compare` mean by PROGRAM in `mode` (see `vizvm trace --help`)."""
     from engine.asm import assemble_file
 
-    config = MachineConfig(seed=seed)
+    config = MachineConfig(seed=seed, tlb_managed=tlb_managed).validate()
     memory = {"memory_mode": memory_mode} if mode != "native" else {}
     if program is None:
         return build_system(mode, user_programs=DEFAULT_USER_PROGRAMS, config=config, **memory)  # type: ignore[arg-type]
@@ -64,7 +64,7 @@ def run_trace(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         machine = build_machine(args.program, under_kernel=args.kernel, seed=args.seed, mode=args.mode,
-                                memory_mode=args.memory)
+                                memory_mode=args.memory, tlb_managed=args.tlb)
     except AsmErrors as errors:
         print(errors, file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ def launch_app(args: argparse.Namespace) -> int:
         from vizvm.screens.load import build_machine
 
         try:
-            machine, title = build_machine(program, under_kernel, mode or "native")
+            machine, title = build_machine(program, under_kernel, mode or "native", getattr(args, "tlb", "hardware"))
         except AsmErrors as errors:
             startup_error = (f"{program} does not assemble",
                              f"{errors}\n\nShowing the shipped kernel instead. Fix the file, then load it "

@@ -46,6 +46,12 @@
 ;   Each change sits in an ".ifdef PARAVIRT / .else / .endif" block next to the native code it
 ;   replaces; search for PARAVIRT to see the whole port. The kernel uses no sensitive-unprivileged
 ;   instruction (pushf, popf, smsw, sidt), so there is nothing else to port.
+;
+; THE SOFTWARE-TLB BUILD  (defines={"SOFT_TLB": 1}, for MachineConfig(tlb_managed="software"))
+;   The MMU no longer walks page tables: a TLB miss traps (vector 15) and trap_tlb_miss walks the
+;   same tables in software and installs the entry with tlbwr, as a MIPS kernel does. The kernel's
+;   own accesses below 4 MiB never miss (the machine leaves that window unmapped for rings 0-2, like
+;   MIPS kseg0). Search for SOFT_TLB: the handler (trap_tlb_miss) and its trap-table entry.
 ; =====================================================================================================
 
         .org 0x1000
@@ -103,6 +109,10 @@ TIMER_INTERVAL   = 200            ; preempt the running process every 200 instru
 VEC_PAGE_FAULT   = 14
 VEC_TIMER        = 32
 PF_PRESENT       = 0x1            ; page-fault error code: 1 = protection violation, 0 = not present
+.ifdef SOFT_TLB
+TLB_MISS_ERROR   = 24             ; trap_tlb_miss saves 6 registers: then the error code (the page)
+TLB_MISS_VECTOR  = 28             ; and the vector
+.endif
 
 ; The trap frame, as it sits on the kernel stack once trap_common has saved the registers:
 ; the CPU pushed the last five words, trap_common the first eight.
@@ -148,6 +158,9 @@ HC_READ_CR3      = 13             ; r0 = the current root                   (mov
 ; (6 set_interrupts, 9 block and 12 tlb_flush replace cli/sti, hlt and invlpg/tlbflush, which this
 ; kernel never executes: it runs with interrupts off, never waits and never unmaps a page.)
 PTE_BATCH        = 32             ; page-table writes queued before one mmu_update
+.ifdef SOFT_TLB
+HC_TLB_WRITE     = 20             ; r1 = virtual address, r2 = frame | flags (tlbwr)
+.endif
 .endif
 
 ; ===================================================================================== boot
@@ -984,6 +997,81 @@ trap_device:          push r7
 trap_syscall:         push r7
                       mov r7, handle_syscall
                       jmp trap_common
+.ifdef SOFT_TLB
+
+; TLB miss (software-managed TLB only). The MMU walked nothing: it trapped with the missing page's
+; address in the error code (bits 12-31; the low bits are the page-fault access bits), so no
+; privileged instruction is needed to learn it. This is the hottest handler, so, like a MIPS
+; refill handler, it skips trap_common and saves only the registers it uses. It walks the running
+; process's tables as the MMU would (and as map_page does): one level per row of walk_row, 2, 3
+; or 4 levels as the boot-info block said, ANDing W and U down the walk. Mapped: install
+; frame | P | W | U with tlbwr and iret; the access is retried and hits (the MMU still checks W
+; and U on the hit: a user access to a kernel page becomes a protection page fault). Not mapped:
+; it is a page fault after all, so turn the frame into one and take the page-fault path
+; (demand-zero, or the process dies; from the kernel, write's fault_fixup).
+trap_tlb_miss:
+        push r5
+        push r4
+        push r3
+        push r2
+        push r1
+        push r0
+        ld r1, [sp + TLB_MISS_ERROR]      ; r1 = the page's address
+        and r1, FRAME_MASK
+        ld r2, [current]
+        cmp r2, 0
+        jz tlb_miss_not_mapped            ; no process yet
+        ld r2, [r2 + P_CR3]               ; r2 = the table at this level, the root first
+        and r2, FRAME_MASK                ;      (cr3 without the address-space id)
+        ld r3, [walk_row]                 ; r3 = this level's (shift, index mask)
+        mov r4, PTE_W | PTE_U             ; r4 = the rights every level grants so far
+tlb_miss_level:
+        ld r0, [r3]                       ; r5 = the entry for the page in this table:
+        mov r5, r1                        ;      [table + ((va >> shift) & mask) * 4]
+        shr r5, r0
+        ld r0, [r3 + 4]
+        and r5, r0
+        shl r5, 2
+        add r5, r2
+        ld r5, [r5]
+        test r5, PTE_P
+        jz tlb_miss_not_mapped
+        and r4, r5                        ; keep only the W and U this entry grants too
+        mov r2, r5                        ; the next table down (at the last level: the frame)
+        and r2, FRAME_MASK
+        ld r0, [r3]
+        add r3, 8
+        cmp r0, PAGE_SHIFT
+        jnz tlb_miss_level
+        or r2, r4                         ; the TLB entry: frame | W | U | P
+        or r2, PTE_P
+.ifdef PARAVIRT
+        hypercall HC_TLB_WRITE            ; the hypervisor installs the host frame instead
+.else
+        tlbwr r1, r2                      ; (privileged: under a VMM this traps, step 4 of OSTEP B.5)
+.endif
+        pop r0
+        pop r1
+        pop r2
+        pop r3
+        pop r4
+        pop r5
+.ifdef PARAVIRT
+        hypercall HC_IRET
+.else
+        iret                              ; the access is retried: this time it hits
+.endif
+tlb_miss_not_mapped:
+        mov r0, VEC_PAGE_FAULT            ; the same frame, now a page fault (so kill_current
+        st [sp + TLB_MISS_VECTOR], r0     ; prints the address, as for any page fault)
+        pop r0
+        pop r1
+        pop r2
+        pop r3
+        pop r4
+        pop r5
+        jmp trap_page_fault
+.endif
 
 ; trap_common: save the rest of the registers, so the stack holds the complete trap frame (TF_*)
 ; of the interrupted code, and call the handler with r7 = the frame.
@@ -1427,7 +1515,12 @@ trap_table:
         .space 24                         ; 7-12
         .word trap_privileged             ; 13  privileged instruction in ring 3
         .word trap_page_fault             ; 14  page fault
+.ifdef SOFT_TLB
+        .word trap_tlb_miss               ; 15  TLB miss (software-managed TLB)
+        .space 4                          ; 16
+.else
         .space 8                          ; 15-16
+.endif
         .word trap_alignment              ; 17  misaligned access
         .space 56                         ; 18-31
         .word trap_timer                  ; 32  timer interrupt

@@ -140,6 +140,8 @@ CASES = [
          memory={STACK - 20: 0, STACK - 16: 14, STACK - 12: 0x1880, STACK - 8: IF | (3 << 12), STACK - 4: 0x9000},
          expect_pc=0x1880, expect_regs={SP: 0x9000}, expect_flags=IF),
     Case("lidt", ("LIDT", 1, 0, 0), regs={1: 0x5000}),
+    Case("tlbwr on a hardware-walked TLB", ("TLBWR", 1, 2, 0), regs={1: 0x5000, 2: 0x7007, SP: STACK},
+         expect_trap=Vector.INVALID_OPCODE),  # software TLB: tests/engine/test_soft_tlb.py
 ]
 
 

@@ -585,16 +585,16 @@ def pv_hypervisor(*programs: str | Program, **config: object) -> Hypervisor:
                       config=MachineConfig(**config))  # type: ignore[arg-type]
 
 
-def build_lines(source: str, *, paravirt: bool) -> list[str]:
-    """The source lines one build assembles (the kernel's conditionals all test PARAVIRT)."""
+def build_lines(source: str, *, paravirt: bool, soft_tlb: bool = False) -> list[str]:
+    """The source lines one build assembles (the kernel's conditionals test PARAVIRT or SOFT_TLB)."""
+    defined = {"PARAVIRT": paravirt, "SOFT_TLB": soft_tlb}
     taken: list[bool] = []
     lines = []
     for line in source.splitlines():
         words = line.split(";")[0].split()
         directive = words[0].lower() if words else ""
         if directive in (".ifdef", ".ifndef"):
-            assert words[1] == "PARAVIRT"
-            taken.append(paravirt == (directive == ".ifdef"))
+            taken.append(defined[words[1]] == (directive == ".ifdef"))
         elif directive == ".else":
             taken[-1] = not taken[-1]
         elif directive == ".endif":

@@ -15,6 +15,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from engine.systems import supported_modes
 from engine.vmm import MODES
 from vizvm.compare_model import CompareSession
 from vizvm.modes import rebuild
@@ -43,7 +44,7 @@ class CompareScreen(Screen[None]):
     def __init__(self, system: Any, modes: tuple[str, ...] = MODES) -> None:
         super().__init__()
         self.source = system
-        self.modes = modes
+        self.modes = tuple(m for m in modes if m in supported_modes(system.config.tlb_managed))
         self.session: CompareSession | None = None
         """Built by a worker thread (each mode runs to its end first); None until then."""
         self.title_text = machine_title(system).split(" · ")[0]  # the guest, without its mode

@@ -73,7 +73,11 @@ def choose_mode(screen: MachineScreen) -> None:
 
 def switch_mode(screen: MachineScreen, mode: str) -> None:
     """Run the loaded guest in `mode` from step 0 (the timeline starts again)."""
-    system = rebuild(screen.bridge.machine, mode)
+    try:
+        system = rebuild(screen.bridge.machine, mode)
+    except ValueError as error:  # e.g. hardware assist with a software-managed TLB
+        screen.notify(str(error), title="Mode", severity="error", timeout=6)
+        return
     screen.load_machine(cast(Machine, system))  # the screen drives any system through the bridge
     screen.notify(f"Running {mode_label(mode)} from step 0", title="Mode", timeout=3)
 
