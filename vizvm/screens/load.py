@@ -15,13 +15,14 @@ from engine.machine import Machine
 from vizvm.screens.dialogs import ErrorDialog
 
 
-def build_machine(program: str | None, under_kernel: bool, mode: str = "native") -> tuple[Machine, str]:
+def build_machine(program: str | None, under_kernel: bool, mode: str = "native",
+                  memory_mode: str = "relocation") -> tuple[Machine, str]:
     """The machine for PROGRAM as `vizvm run` means it, natively or under a VMM `mode` (raises AsmErrors,
     OSError or ValueError). The app drives a Hypervisor through the same bridge as a Machine."""
     from vizvm.cli_trace import build_machine as build
     from vizvm.viewmodel import machine_title
 
-    machine = cast(Machine, build(program, under_kernel=under_kernel, mode=mode))
+    machine = cast(Machine, build(program, under_kernel=under_kernel, mode=mode, memory_mode=memory_mode))
     return machine, machine_title(machine)
 
 
