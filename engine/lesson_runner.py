@@ -151,10 +151,9 @@ class LessonRunner:
         travel, machine = self.travel, self.machine
         if action.do == "substep":
             outcomes = [self._substep() for _ in range(action.count)]
-            events = tuple(e for o in outcomes for e in o.events)
             last = outcomes[-1]
-            return Outcome(events, sum(o.steps_run for o in outcomes), revealed=last.revealed,
-                           references=last.references)
+            return Outcome(tuple(e for o in outcomes for e in o.events), sum(o.steps_run for o in outcomes),
+                           revealed=last.revealed, references=last.references)
         if action.do not in ("none", "breakpoint", "toggle_panel"):
             self.substep = None  # any other command that moves the machine finishes the sub-step
         if action.do == "reset":

@@ -13,7 +13,6 @@ from vizvm.memview import guest_walk_quietly, host_frames, host_translate_quietl
 from vizvm.viewmodel import translations
 from vizvm.walkview import walk_grid, walk_references
 
-
 ONE_LEVEL = """
 ; Paging with one guest level (the shipped kernel needs two): map the code page, load cr3, turn paging on.
 .org 0x1000

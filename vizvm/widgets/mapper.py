@@ -171,9 +171,11 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
                        style=s["pa" if walk.physical else "va"])
             out.append(f" ({walk.access})\n", style=s["muted"])
         elif state.grid is None:
-            out.append("walk\n", style=s["heading"])
+            title = {"shadow": "walk of the shadow tables (gVA → hPA)", "relocation": "walk of the guest's tables "
+                     "(entries hold gPAs, read at hPA)"}.get(state.mode, "walk")
+            out.append(f"{title}\n", style=s["heading"])
         if state.grid is not None:
-            out.append(grid_text(state.grid, s, wide, walk.va, walk.physical))
+            out.append(grid_text(state.grid, s, wide, narrow=self.content_size.width < 56))
         else:
             for read in walk.walk:
                 self._walk_row(out, read, s, wide, state.mode)
@@ -182,6 +184,11 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
         if state.substep is not None and state.substep.revealed < state.substep.total:
             sub = state.substep
             out.append(f"  sub-step: reference {sub.revealed} of {sub.total} (w shows the next)\n", style=s["fill"])
+        elif fault is not None and fault.dimension == "shadow":
+            hidden = state.shadow is not None and any(u.action == "fill" for u in state.shadow.updates)
+            out.append(f"  shadow miss: {fault.outcome} at level {fault.level}; a real page fault to the VMM",
+                       style=s["fault"])
+            out.append(" (hidden: it filled the shadow, the guest retries)\n" if hidden else "\n", style=s["muted"])
         elif fault is not None:
             out.append(f"  page fault: {fault.outcome} at {fault.dimension} level {fault.level}; the CPU traps\n",
                        style=s["fault"])

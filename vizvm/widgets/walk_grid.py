@@ -41,8 +41,11 @@ def owner_glyph(owner: str, refcount: int = 0) -> tuple[str, str]:
     return "?", "muted"
 
 
-def grid_text(grid: WalkGrid, s: dict[str, Style], wide: bool, va: int, physical: bool) -> Text:
-    """The 2-D walk: a row per guest level (plus the final gPA), a column per host level, then the guest read."""
+def grid_text(grid: WalkGrid, s: dict[str, Style], wide: bool, narrow: bool = False) -> Text:
+    """The 2-D walk: a row per guest level (plus the final gPA), a column per host level, then the guest read.
+
+    `wide` adds where each row's host walk lands (hPA); `narrow` (under about 56 columns) shortens the rows.
+    """
     out = Text(no_wrap=True, overflow="ellipsis")
     n, m = grid.guest_levels, grid.host_levels
     cold = grid.cold
@@ -53,27 +56,33 @@ def grid_text(grid: WalkGrid, s: dict[str, Style], wide: bool, va: int, physical
     if saved:
         out.append(f" · nested TLB saved {saved} host walk{'s' if saved != 1 else ''}", style=s["hit"])
     out.append("\n")
-    head = "".join(f" H{j:<2}" for j in range(1, m + 1))
-    out.append(f"{'guest row':<20}│{head}", style=s["muted"])
-    out.append(f" {'→ hPA':<13}" if wide else " ", style=s["muted"])
-    out.append("│ guest read (gPA entry)\n" if n else "│\n", style=s["muted"])
+    size = 3 if narrow else 4
+    head = "".join(f"{'H' + str(j):>{size}}" for j in range(1, m + 1))
+    out.append(f"{'row gPA':<14}" if narrow else f"{'guest row':<20}", style=s["muted"])
+    out.append(f"│{head}", style=s["muted"])
+    out.append(f" {'→ hPA':<14} " if wide else " ", style=s["muted"])
+    out.append("│ guest read\n" if n else "│\n", style=s["muted"])
     for row_index, row in enumerate(grid.cells):
         final = row_index == n
         gpa = grid.gpas[row_index]
         name = "data" if final else f"L{row_index + 1} tbl"
         gpa_text = f"{gpa:08x}" if gpa is not None else "·" * 8
-        out.append(f"{name:<6}", style=s["index"])
-        out.append(f" gPA {gpa_text} ", style=s["pa"])
+        if narrow:
+            out.append(f"{name.removesuffix(' tbl'):<5}", style=s["index"])
+            out.append(f"{gpa_text} ", style=s["pa"])
+        else:
+            out.append(f"{name:<6}", style=s["index"])
+            out.append(f" gPA {gpa_text} ", style=s["pa"])
         out.append("│", style=s["muted"])
         for cell in row[:m]:
             if cell.skipped:
-                out.append("   ─", style=s["hit"])
+                out.append("─".rjust(size), style=s["hit"])
             elif cell.read is None:
-                out.append("   ·", style=s["muted"])
+                out.append("·".rjust(size), style=s["muted"])
             else:
                 bad = cell.read.outcome not in ("next", "leaf")
                 style = s["fill"] if cell.number == grid.current else s["fault"] if bad else Style()
-                out.append(f"{cell.number:>4}", style=style)
+                out.append(f"{cell.number:>{size}}", style=style)
         hpa = grid.hpas[row_index]
         if wide:
             out.append(" → ", style=s["muted"])
