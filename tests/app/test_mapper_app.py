@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -158,3 +159,32 @@ class TestMapperSnapshots:
 
         app = make_app(demo_machine())
         assert snap_compare(app, run_before=with_no_blink(run_before), terminal_size=(100, 30))
+
+
+async def test_lesson_stops_show_the_walk_up_to_the_revealed_reference(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """Lesson 11 in the player: the mapper's grid and the status line follow the lesson's sub-steps."""
+    from tests.app.lesson_helpers import lesson_screen
+    from vizvm.widgets.question import QuestionBox
+
+    monkeypatch.setenv("VIZVM_DATA_DIR", str(tmp_path / "data"))
+    app = make_app(home=True, lesson="11")
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = await lesson_screen(pilot, limit=60.0)
+        box = screen.query_one(QuestionBox)
+        box.post_message(QuestionBox.Answered("24"))
+        await pilot.pause()
+        shown = []
+        for answer in (None, "20"):
+            screen.action_lesson_next()
+            await pilot.pause()
+            if answer is not None:
+                screen.query_one(QuestionBox).post_message(QuestionBox.Answered(answer))
+                await pilot.pause()
+            await pilot.pause()
+            sub = screen.bridge.substep
+            mapper = screen.query_one(MemoryMapper)
+            assert sub is not None and mapper.state is not None and mapper.state.grid is not None
+            shown.append((sub.revealed, sub.total, mapper.state.grid.current))
+        assert shown == [(1, 24, 1), (5, 24, 5)]
+        assert "reference 5 of 24" in str(screen.query_one("#status").render())
