@@ -361,7 +361,7 @@ class CPU:
         if self.paging:
             pa = self.mmu.translate(va, access, self.ring == 3 and not supervisor)
         else:
-            pa = self.mmu.guest_physical(va) if self.mmu.phys_limit else va
+            pa = self.mmu.guest_physical(va, access) if self.mmu.phys_limit else va
         if pa + 1 > self.mem_size:
             raise BusError(f"physical address {pa:#x} is outside installed memory ({self.mem_size:#x} bytes)")
         return pa

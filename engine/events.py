@@ -390,10 +390,59 @@ class ShadowUpdate(Event):
     shadow_address: int
 
 
+@dataclass(frozen=True, slots=True)
+class HostFrameMapped(Event):
+    """The VMM backed a guest-physical page with a host frame (under overcommit, on first touch)."""
+
+    kind: ClassVar[str] = "host-map"
+    vm: int
+    gpa: int
+    hpa: int
+    why: str  # "load", "demand", "balloon-touch"
+
+
+@dataclass(frozen=True, slots=True)
+class PageShared(Event):
+    """The page-sharing scanner found two identical pages (hash match, then full compare) and merged them."""
+
+    kind: ClassVar[str] = "share"
+    vm: int
+    gpa: int
+    hpa: int  # the shared frame both now map read-only
+    freed: int  # the host frame given back to the pool
+    refcount: int
+    zero: bool  # the shared page is all zeroes
+
+
+@dataclass(frozen=True, slots=True)
+class CowBreak(Event):
+    """A write to a copy-on-write shared page: the writer gets a private copy (or the last sharer keeps it)."""
+
+    kind: ClassVar[str] = "cow"
+    vm: int
+    gpa: int
+    old_hpa: int
+    new_hpa: int
+    refcount: int  # sharers left on the old frame
+
+
+@dataclass(frozen=True, slots=True)
+class BalloonChange(Event):
+    """The balloon: the VMM set a target, or the guest's driver gave a page (inflate) or took one back."""
+
+    kind: ClassVar[str] = "balloon"
+    vm: int
+    action: str  # "target", "inflate", "deflate"
+    gpa: int  # -1 for "target"
+    size: int  # pages in the balloon afterwards
+    target: int
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     InstructionExecuted, TrapTaken, TrapReturn, PageWalkRead, PteUpdate, TlbLookup, TlbFill, TlbEvict,
     TlbFlush, MemoryAccess, PortIO, ControlRegisterWrite, InterruptRaised, MachineHalted,
     VmExit, VmEntry, Emulated, Reflected, FidelityViolation, HypercallMade, BtTranslated, BtBlockEntered,
-    BtInvalidated, VmSwitched, VmStopped, NestedCacheHit, ShadowUpdate,
+    BtInvalidated, VmSwitched, VmStopped, NestedCacheHit, ShadowUpdate, HostFrameMapped, PageShared, CowBreak,
+    BalloonChange,
 )
 EVENT_KINDS: tuple[str, ...] = tuple(t.kind for t in EVENT_TYPES)

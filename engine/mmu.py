@@ -27,6 +27,8 @@ ACCESS_NAMES = ("read", "write", "fetch")
 TLB_POLICIES = ("lru", "fifo", "random")
 VPN_BITS = 20
 PHYSICAL_TAG = 1 << 40  # TLB key bit for guest-physical (paging off) translations under nested paging
+VPID_SHIFT = 44  # TLB key bits from here up: the VM a translation belongs to (VPID), when tagging is on
+ASID_FIELD = (1 << (VPID_SHIFT - VPN_BITS)) - 1  # key >> VPN_BITS masked: asid (and the physical tag)
 
 
 class Sink:
@@ -71,6 +73,10 @@ class TlbEntry:
     writable: bool
     user: bool
     dirty: bool
+    vpid: int = 0
+    """The VM the entry belongs to when the TLB is tagged by VM (VPID), else 0."""
+    physical: bool = False
+    """A guest-physical translation (guest paging off) rather than a guest-virtual one."""
 
 
 class MMU:
@@ -99,7 +105,9 @@ class MMU:
         self.rng = random.Random(seed)
         self.root = 0  # page-table root (cr3 without the asid bits)
         self.asid = 0
-        self.asid_key = 0  # asid << 20 when tagged, else 0
+        self.asid_key = 0  # asid << 20 when tagged, else 0; plus vpid << VPID_SHIFT
+        self.vpid = 0
+        self.vpid_tagging = False  # entries carry the VM they belong to, so a VM switch needs no flush
         self.last_key = -1  # most recently used TLB key (already in MRU position)
         self.last_entry = 0  # its entry, so the CPU can reuse it for consecutive fetches from one page
         # Guest-physical relocation and bound (Popek-Goldberg's relocation-bounds register); 0 = off.
@@ -116,15 +124,27 @@ class MMU:
         self.root = value & PTE_FRAME_MASK
         self.asid = value & 0xFFF
         if self.tlb_tagged:
-            self.asid_key = self.asid << VPN_BITS
+            self.asid_key = self.asid << VPN_BITS | self.vpid << VPID_SHIFT
             self.last_key = -1
         else:
             self.flush_all("cr3")
 
+    def set_vpid(self, vpid: int, tagging: bool = True) -> None:
+        """Tag TLB entries with the running VM (VPID): later lookups see only that VM's entries."""
+        self.vpid, self.vpid_tagging = vpid, tagging
+        self.asid_key = (self.asid << VPN_BITS if self.tlb_tagged else 0) | vpid << VPID_SHIFT
+        self.last_key = -1
+
     def flush_all(self, scope: str = "all") -> None:
-        """Drop every TLB entry."""
-        dropped = len(self.tlb)
-        self.tlb.clear()
+        """Drop every TLB entry (with VM tagging: every entry of the running VM)."""
+        if self.vpid_tagging:
+            mine = [key for key in self.tlb if key >> VPID_SHIFT == self.vpid]
+            for key in mine:
+                del self.tlb[key]
+            dropped = len(mine)
+        else:
+            dropped = len(self.tlb)
+            self.tlb.clear()
         self.last_key = -1
         events = self.sink.events
         if events is not None:
@@ -139,7 +159,7 @@ class MMU:
         if events is not None:
             events.append(TlbFlush(self.sink.step, "page", vpn, dropped))
 
-    def relocate(self, gpa: int) -> int:
+    def relocate(self, gpa: int, write: bool = False) -> int:
         """Host-physical address of guest-physical `gpa`; a machine-check fault beyond the VM's bound.
 
         With nested paging the host's own page tables translate it (a second walk dimension).
@@ -147,10 +167,10 @@ class MMU:
         if gpa >= self.phys_limit:
             raise Fault(Vector.MACHINE_CHECK, 0, gpa)
         if self.nested is not None:
-            return int(self.nested.translate(gpa))
+            return int(self.nested.translate(gpa, write))
         return gpa + self.phys_base
 
-    def guest_physical(self, gpa: int) -> int:
+    def guest_physical(self, gpa: int, access: int = READ) -> int:
         """Host-physical address for a guest access made with guest paging off.
 
         Under nested paging the TLB caches these gPA -> hPA translations too (tagged apart from gVA
@@ -158,18 +178,20 @@ class MMU:
         """
         if self.nested is None:
             return self.relocate(gpa)
-        key = (gpa >> PAGE_SHIFT) | PHYSICAL_TAG
+        key = (gpa >> PAGE_SHIFT) | PHYSICAL_TAG | self.vpid << VPID_SHIFT
         entry = self.tlb.get(key)
-        if entry is not None:
+        if entry is not None and (access != WRITE or entry & PTE_D):
             self.counters["tlb_hits"] += 1
             if self.tlb_lru and key != self.last_key:
                 del self.tlb[key]
                 self.tlb[key] = entry
             self.last_key, self.last_entry = key, entry
             return (entry & PTE_FRAME_MASK) | (gpa & 0xFFF)
+        if entry is not None:  # a store through a read-only host mapping: the walk decides (copy-on-write)
+            del self.tlb[key]
         self.counters["tlb_misses"] += 1
-        hpa = self.relocate(gpa)
-        self._fill(key, (hpa & PTE_FRAME_MASK) | PTE_W | PTE_U | PTE_D)
+        hpa = self.relocate(gpa, access == WRITE)
+        self._fill(key, (hpa & PTE_FRAME_MASK) | PTE_W | PTE_U | (PTE_D if self.nested.last_writable else 0))
         return hpa
 
     # ----------------------------------------------------------------- translation
@@ -214,6 +236,8 @@ class MMU:
         events = self.sink.events
         mem32 = self.mem32
         relocating = self.phys_limit != 0 and self.walk_relocates
+        nested = self.nested if relocating else None
+        table_gpa = self.root
         table = self.relocate(self.root) if relocating else self.root
         shift = VPN_BITS + PAGE_SHIFT
         writable = user_ok = True
@@ -245,12 +269,13 @@ class MMU:
             if fault_code >= 0:
                 self.counters["page_faults"] += 1
                 raise Fault(Vector.PAGE_FAULT, fault_code, va)
-            touched.append((entry_address, entry))
-            table = entry & PTE_FRAME_MASK
+            touched.append((entry_address, entry, table_gpa + index * 4))
+            table_gpa = table = entry & PTE_FRAME_MASK
             if relocating:
-                table = self.relocate(table)
+                table = self.relocate(table, level == last and access == WRITE)
+        host_writable = nested is None or nested.last_writable
         dirty = False
-        for position, (entry_address, entry) in enumerate(touched):
+        for position, (entry_address, entry, entry_gpa) in enumerate(touched):
             is_leaf = position == len(touched) - 1
             new = entry | PTE_A
             if is_leaf and access == WRITE:
@@ -258,9 +283,17 @@ class MMU:
             if is_leaf:
                 dirty = bool(new & PTE_D)
             if new != entry:
+                if nested is not None and entry_gpa >> PAGE_SHIFT in nested.readonly:
+                    # The guest table sits in a copy-on-write shared frame: the VMM gives this VM its own copy
+                    # first, and the hardware walks again (the frames it read may have moved).
+                    nested.ensure_writable(entry_gpa)
+                    return self.walk(va, access, user)
                 mem32[entry_address >> 2] = new
                 if events is not None:
                     events.append(PteUpdate(self.sink.step, entry_address, entry, new))
+        # A read-only host mapping (a shared frame) is cached clean, so the first store walks again and the
+        # VMM sees it.
+        dirty = dirty and host_writable
         return table | (PTE_W if writable else 0) | (PTE_U if user_ok else 0) | (PTE_D if dirty else 0)
 
     def _fill(self, key: int, entry: int) -> None:
@@ -271,13 +304,13 @@ class MMU:
             victim = list(tlb)[self.rng.randrange(len(tlb))] if self.tlb_policy == "random" else next(iter(tlb))
             old = tlb.pop(victim)
             if events is not None:
-                events.append(TlbEvict(self.sink.step, victim & 0xFFFFF, victim >> VPN_BITS,
+                events.append(TlbEvict(self.sink.step, victim & 0xFFFFF, victim >> VPN_BITS & ASID_FIELD,
                                        old >> PAGE_SHIFT, self.tlb_policy))
         tlb[key] = entry
         self.last_key = key
         self.last_entry = entry
         if events is not None:
-            events.append(TlbFill(self.sink.step, key & 0xFFFFF, key >> VPN_BITS, entry >> PAGE_SHIFT,
+            events.append(TlbFill(self.sink.step, key & 0xFFFFF, key >> VPN_BITS & ASID_FIELD, entry >> PAGE_SHIFT,
                                   entry & 0xFFF, len(tlb) - 1))
 
     def probe(self, va: int) -> int | None:
@@ -323,8 +356,9 @@ class MMU:
 
     def entries(self) -> list[TlbEntry]:
         """The TLB contents, oldest (next victim under lru/fifo) first."""
-        return [TlbEntry(key & 0xFFFFF, key >> VPN_BITS, value >> PAGE_SHIFT, bool(value & PTE_W),
-                         bool(value & PTE_U), bool(value & PTE_D)) for key, value in self.tlb.items()]
+        return [TlbEntry(key & 0xFFFFF, key >> VPN_BITS & 0xFFF, value >> PAGE_SHIFT, bool(value & PTE_W),
+                         bool(value & PTE_U), bool(value & PTE_D), key >> VPID_SHIFT, bool(key & PHYSICAL_TAG))
+                for key, value in self.tlb.items()]
 
 
 def page_fault_code(access: int, user: bool, present: bool) -> int:

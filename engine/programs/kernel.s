@@ -13,7 +13,8 @@
 ;   kernel_end  free frames, up to the module area
 ;   0x00040000  boot modules, 0x10000 bytes apart (the user programs as the loader left them)
 ;   after them  free frames, up to the end of memory (at most 4 MiB: the kernel maps no more)
-;   Every free frame sits on one linked list (free_list); the link is the frame's first word.
+;   Every free frame's address sits on one stack (free_stack); the kernel never writes into a free
+;   frame, so under a VMM that backs guest memory on first touch a free frame costs the host nothing.
 ;
 ; VIRTUAL MEMORY (the same layout in every process's address space; 2, 3 or 4 page-table levels,
 ; as the boot-info block says the MMU walks)
@@ -88,10 +89,19 @@ PORT_CONSOLE     = 0x10
 PORT_CONSOLE_ST  = 0x11
 PORT_TIMER       = 0x20
 PORT_POWER       = 0xf4
+PORT_BALLOON     = 0x30           ; the VMM's balloon device: read the target (pages), or all ones if absent
+PORT_BALLOON_IN  = 0x31           ;   write a frame the driver gives to the host (inflate)
+PORT_BALLOON_OUT = 0x32           ;   write a frame the driver takes back (deflate)
+NO_DEVICE        = 0xffffffff     ; what a port with no device behind it reads as
+BALLOON_POLL     = 4              ; ask the host for the balloon target every 4 timer ticks
+BALLOON_RATE     = 16             ; move at most 16 pages per poll (rate-limited, like a real driver)
+BALLOON_KEEP     = 8              ; never inflate below 8 free frames: the kernel still needs some
+MAX_FRAMES       = 1024           ; 4 MiB / 4 KiB: the most frames the kernel can have
 EXIT_UNSUPPORTED = 2              ; power-off code when the machine is configured in a way we cannot run
 TIMER_INTERVAL   = 200            ; preempt the running process every 200 instructions
 
 VEC_PAGE_FAULT   = 14
+VEC_TIMER        = 32
 PF_PRESENT       = 0x1            ; page-fault error code: 1 = protection violation, 0 = not present
 
 ; The trap frame, as it sits on the kernel stack once trap_common has saved the registers:
@@ -150,6 +160,7 @@ _start:
         mov r0, trap_table                ; tell the CPU where the trap handlers are
         lidt r0
 .endif
+        call balloon_probe                ; a VMM's balloon device? (it picks the timer handler)
 
         ; The boot-info block: check it, then note how much memory there is and how many modules.
         ld r0, [BOOT_INFO]
@@ -279,14 +290,14 @@ free_range_done:
 
 ; alloc_frame() -> r0 = physical address of a zero-filled frame, or 0 when memory is exhausted.
 alloc_frame:
-        ld r0, [free_list]
-        cmp r0, 0
+        ld r1, [free_frames]              ; pop free_stack (take_frame, inline)
+        mov r0, 0
+        cmp r1, 0
         jz alloc_frame_done               ; nothing left: return 0
-        ld r1, [r0]                       ; unlink the head of the free list
-        st [free_list], r1
-        ld r1, [free_frames]
         sub r1, 1
         st [free_frames], r1
+        shl r1, 2
+        ld r0, [r1 + free_stack]
         mov r1, r0                        ; zero it, 16 bytes per round: a fresh frame must never
         lea r2, [r0 + PAGE_SIZE]          ; show what its previous owner left in it
         mov r3, 0
@@ -301,15 +312,125 @@ alloc_frame_zero:
 alloc_frame_done:
         ret
 
-; free_frame(r1 = frame): give a frame back (push it on the free list).
+; take_frame() -> r0 = a free frame as it is (not zeroed), or 0 when there is none. Pops free_stack.
+take_frame:
+        ld r1, [free_frames]
+        mov r0, 0
+        cmp r1, 0
+        jz take_frame_done
+        sub r1, 1
+        st [free_frames], r1
+        shl r1, 2
+        ld r0, [r1 + free_stack]
+take_frame_done:
+        ret
+
+; free_frame(r1 = frame): give a frame back (push it on the free stack).
 free_frame:
         and r1, FRAME_MASK
-        ld r0, [free_list]
-        st [r1], r0
-        st [free_list], r1
+        ld r0, [free_frames]              ; (changes only r0 and r1: free_range relies on that)
+        shl r0, 2
+        st [r0 + free_stack], r1
         ld r0, [free_frames]
         add r0, 1
         st [free_frames], r0
+        ret
+
+; ============================================================================ the balloon driver
+; Under a VMM that overcommits memory (docs/vmm.md, "Overcommit") the host may want memory back.
+; It sets a balloon target, in pages; the driver "inflates" by taking frames off its own free stack
+; (so the guest, not the host, picks the victims: only frames nobody uses) and reporting each one,
+; and the host then frees the machine frame behind it. When the target drops, the driver deflates:
+; it reports the frame and puts it back on the free stack (the host backs it again on first touch).
+; It polls every BALLOON_POLL timer ticks and moves at most BALLOON_RATE pages per poll. On a real
+; machine the port has no device behind it and reads as all ones: the driver stays off.
+
+; balloon_probe: is there a balloon device? If so the timer vector gets the handler that also polls
+; it (so on a real machine the timer path costs not one instruction more). Runs early in boot, before
+; the timer is started.
+balloon_probe:
+.ifdef PARAVIRT
+        mov r1, PORT_BALLOON
+        hypercall HC_IO_IN
+.else
+        in r0, PORT_BALLOON
+.endif
+        cmp r0, NO_DEVICE
+        jz balloon_probe_done
+        mov r0, trap_timer_balloon
+        st [trap_table + 4 * VEC_TIMER], r0
+balloon_probe_done:
+        ret
+
+; balloon_poll: called on every timer tick; every BALLOON_POLL ticks, move toward the host's target.
+balloon_poll:
+        ld r0, [balloon_ticks]
+        add r0, 1
+        st [balloon_ticks], r0
+        cmp r0, BALLOON_POLL
+        jb balloon_poll_off
+        mov r0, 0
+        st [balloon_ticks], r0
+        push r4
+        push r5
+.ifdef PARAVIRT
+        mov r1, PORT_BALLOON
+        hypercall HC_IO_IN
+.else
+        in r0, PORT_BALLOON
+.endif
+        mov r4, r0                        ; r4 = target
+        mov r5, BALLOON_RATE              ; r5 = pages this poll may still move
+balloon_poll_next:
+        ld r0, [balloon_size]
+        cmp r0, r4
+        jz balloon_poll_done              ; on target
+        jb balloon_inflate
+        sub r0, 1                         ; above target: deflate the most recent page
+        st [balloon_size], r0
+        shl r0, 2
+        ld r1, [r0 + balloon_list]
+        mov r2, r1
+        mov r1, PORT_BALLOON_OUT
+        call balloon_out
+        mov r1, r2
+        call free_frame
+        jmp balloon_poll_moved
+balloon_inflate:
+        ld r0, [free_frames]
+        cmp r0, BALLOON_KEEP + 1
+        jb balloon_poll_done              ; the kernel keeps a few frames for itself
+        call take_frame
+        mov r2, r0
+        ld r0, [balloon_size]
+        mov r1, r0
+        add r1, 1
+        st [balloon_size], r1
+        shl r0, 2
+        st [r0 + balloon_list], r2
+        mov r1, PORT_BALLOON_IN
+        call balloon_out
+balloon_poll_moved:
+        sub r5, 1
+        jnz balloon_poll_next
+balloon_poll_done:
+        pop r5
+        pop r4
+balloon_poll_off:
+        ret
+
+; balloon_out(r1 = PORT_BALLOON_IN or PORT_BALLOON_OUT, r2 = frame): report a frame to the device. Keeps r2.
+balloon_out:
+.ifdef PARAVIRT
+        hypercall HC_IO_OUT
+.else
+        cmp r1, PORT_BALLOON_IN
+        jnz balloon_out_deflate
+        out PORT_BALLOON_IN, r2
+        ret
+balloon_out_deflate:
+        out PORT_BALLOON_OUT, r2
+.endif
         ret
 
 ; ============================================================================ page tables
@@ -851,6 +972,9 @@ trap_page_fault:      push r7
 trap_alignment:       push r7
                       mov r7, handle_alignment
                       jmp trap_common
+trap_timer_balloon:   push r7
+                      mov r7, handle_timer_balloon
+                      jmp trap_common
 trap_timer:           push r7
                       mov r7, handle_timer
                       jmp trap_common
@@ -951,6 +1075,12 @@ handle_timer:
         mov r0, 1
         st [need_resched], r0
         ret
+
+; The timer with a balloon device present: the same, and the balloon driver's poll.
+handle_timer_balloon:
+        mov r0, 1
+        st [need_resched], r0
+        jmp balloon_poll
 
 ; Console input arrived: echo every waiting byte.
 handle_device:
@@ -1330,8 +1460,7 @@ exited_count:       .word 0
 killed_count:       .word 0
 demand_zero_pages:  .word 0               ; pages handed out by the page-fault handler
 memory_top:         .word 0               ; end of the physical memory the kernel uses
-free_list:          .word 0               ; first free frame (each links to the next)
-free_frames:        .word 0               ; how many frames are on the free list
+free_frames:        .word 0               ; how many frames are on free_stack
 boot_free_frames:   .word 0               ; ... and how many there were after boot
 kernel_cr3:         .word 0               ; the kernel's own root table (no user part)
 .ifdef PARAVIRT
@@ -1381,6 +1510,14 @@ msg_in_kernel_at:   .asciz " in the kernel at "
 .ifdef PARAVIRT
 msg_mmu_update_refused: .asciz "the hypervisor refused a page-table update"
 .endif
+
+        .align 4
+balloon_ticks:      .word 0               ; timer ticks since the last poll
+balloon_size:       .word 0               ; frames in the balloon (given to the host)
+
+        .align 4096                       ; two page-aligned arrays: pages that stay zero cost a VMM nothing
+free_stack:         .space MAX_FRAMES * 4 ; free frames, the next one to hand out on top
+balloon_list:       .space MAX_FRAMES * 4 ; frames in the balloon, in the order they went in
 
         .align 16
 boot_stack:

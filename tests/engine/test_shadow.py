@@ -25,8 +25,9 @@ def test_kernel_under_shadow_paging_equals_native(programs: tuple[str, ...], mod
     hv.run(3_000_000)
     assert guest_view(native).first_difference(guest_view(hv), observable_only=mode == "pv") is None
     counters = hv.counters()
-    assert counters["hidden_faults"] > 0 and counters["pt_writes_traced"] > 0
+    assert counters["hidden_faults"] > 0
     if "pagefault" in programs:
+        assert counters["pt_writes_traced"] > 0  # demand-zero faults write guest page tables after paging is on
         assert counters["true_faults"] > 0  # demand-zero faults are the guest's: reflected, not hidden
 
 
@@ -64,7 +65,7 @@ def test_shadow_and_nested_give_the_same_host_address_and_the_same_faults(
 
 
 def test_guest_page_table_write_resyncs_the_shadow() -> None:
-    hv = build_system("trap", user_programs=("hello",), memory_mode="shadow")
+    hv = build_system("trap", user_programs=("pagefault",), memory_mode="shadow")
     assert isinstance(hv, Hypervisor)
     events = []
     while not hv.halted:
