@@ -393,7 +393,8 @@ def mapper_state(machine: Machine, recording: Recording, frames: FrameMap | None
     mode = memory_mode(machine)
     current_vm = getattr(machine, "current", None)
     vm_id = int(current_vm.vm_id) if current_vm is not None else None
-    rows = tuple(_tlb_row(entry, marks, vm_id) for entry in mmu.entries())
+    tagged = bool(getattr(mmu, "vpid_tagging", False))  # the engine tags TLB entries with their VM (VPID)
+    rows = tuple(_tlb_row(entry, marks, vm_id, tagged) for entry in mmu.entries())
     host_levels = int(current_vm.nested.levels) if current_vm is not None and current_vm.nested is not None else 0
     grid = None
     if last_walk is not None and last_walk.nested:
@@ -403,17 +404,17 @@ def mapper_state(machine: Machine, recording: Recording, frames: FrameMap | None
         va = last_walk.va if last_walk is not None else focus.va if focus is not None else None
         if va is not None:
             shadow = shadow_view(machine, va, tuple(updates))
-    tag = "" if vm_id is None else "vpid" if rows and hasattr(rows[0].entry, "vpid") else "flush"
+    tag = "" if vm_id is None else "vpid" if tagged else "flush"
     return MapperState(machine.cpu.paging, tuple(mmu.level_bits), mmu.root, focus, last_walk, len(current),
                        rows, mmu.tlb_capacity, mmu.tlb_policy, tuple(evicted), frames, fault, mode, vm_id,
                        host_levels, grid, shadow, host, guest_base(machine), tag, substep)
 
 
-def _tlb_row(entry: TlbEntry, marks: dict[tuple[int, int], str], vm_id: int | None) -> TlbRow:
-    """A TLB row with its VM tag: the entry's own (vpid) if the engine tags entries, else the running VM."""
-    physical = entry.asid >= 1 << 20  # the tag bit of nested paging's guest-physical entries
+def _tlb_row(entry: TlbEntry, marks: dict[tuple[int, int], str], vm_id: int | None, tagged: bool) -> TlbRow:
+    """A TLB row with its VM tag: the entry's own (VPID) if the engine tags entries, else the running VM."""
+    physical = bool(getattr(entry, "physical", False))  # nested paging's guest-physical (paging off) entries
     tag = getattr(entry, "vpid", None)
-    vm = int(tag) if tag is not None and vm_id is not None else vm_id
+    vm = int(tag) if tagged and tag is not None and vm_id is not None else vm_id
     return TlbRow(entry, marks.get((entry.vpn, entry.asid), ""), vm, physical)
 
 
