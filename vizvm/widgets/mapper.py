@@ -189,6 +189,9 @@ class MemoryMapper(PanelMixin, VerticalScroll, can_focus=True):
             out.append(f"  shadow miss: {fault.outcome} at level {fault.level}; a real page fault to the VMM",
                        style=s["fault"])
             out.append(" (hidden: it filled the shadow, the guest retries)\n" if hidden else "\n", style=s["muted"])
+        elif fault is not None and fault.dimension == "native":
+            out.append(f"  page fault: {fault.outcome} at level {fault.level}; the CPU traps (vector 14)\n",
+                       style=s["fault"])
         elif fault is not None:
             out.append(f"  page fault: {fault.outcome} at {fault.dimension} level {fault.level}; the CPU traps\n",
                        style=s["fault"])
