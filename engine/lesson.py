@@ -21,7 +21,7 @@ from engine.mmu import split_levels
 from engine.program import Program
 
 PANELS = ("code", "cpu", "timeline", "memory", "io", "log", "vmm", "lesson")
-ACTIONS = ("none", "reset", "step", "run", "run_until", "goto_label", "breakpoint", "toggle_panel")
+ACTIONS = ("none", "reset", "step", "substep", "run", "run_until", "goto_label", "breakpoint", "toggle_panel")
 QUESTION_KINDS = ("choice", "number", "address")
 GENERATORS = ("va-index", "va-offset", "va-vpn")
 REGISTERS = ("r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "sp", "pc", "flags", "ring",
@@ -71,6 +71,8 @@ class Expectation:
     equals: int | str | None = None
     console: str | None = None
     halted: bool | None = None
+    reference: int | None = None
+    """A sub-step has revealed exactly this walk reference (1-based), whose fields match `where`."""
 
 
 @dataclass(frozen=True)
@@ -361,23 +363,31 @@ def _parse_condition(reader: _Reader, name: str, text: str) -> tuple[str, str, s
 
 
 def _expectation(reader: _Reader) -> Expectation:
-    reader.check_known(("event", "where", "count", "register", "equals", "console", "halted"))
+    reader.check_known(("event", "where", "count", "register", "equals", "console", "halted", "reference"))
     event = reader.choice("event", EVENT_KINDS)
     where = reader.get("where", dict, {})
+    reference = reader.get("reference", int)
+    if reference is not None and reference < 1:
+        raise reader.error("reference", "must be at least 1 (the first walk reference of the instruction is 1)")
     if event is not None:
         _check_event_fields(reader, "where", event, where)
+    elif reference is not None:
+        _check_event_fields(reader, "where", "walk", where)
+    elif where:
+        raise reader.error("where", "needs 'event' (or 'reference') to say which event's fields to match")
     count = reader.get("count", int)
     register = reader.choice("register", REGISTERS)
     equals = reader.get("equals", (int, str))
     console = reader.get("console", str)
     halted = reader.get("halted", bool)
     chosen = [name for name, value in (("event", event), ("register", register), ("console", console),
-                                       ("halted", halted)) if value is not None]
+                                       ("halted", halted), ("reference", reference)) if value is not None]
     if len(chosen) != 1:
-        raise reader.error("event", "an expectation checks exactly one of 'event', 'register', 'console', 'halted'")
+        raise reader.error("event", "an expectation checks exactly one of 'event', 'register', 'console', "
+                                    "'halted', 'reference'")
     if register is not None and equals is None:
         raise reader.error("equals", "is required with 'register'")
-    return Expectation(event, dict(where), count, register, equals, console, halted)
+    return Expectation(event, dict(where), count, register, equals, console, halted, reference)
 
 
 def _question(reader: _Reader, machine: MachineSetup) -> Question:
@@ -414,6 +424,10 @@ class Outcome:
     events: tuple[Event, ...]
     steps_run: int
     reached: bool = True
+    revealed: int = 0
+    """After a `substep` action: which walk reference of the instruction is shown (1-based; 0 = none)."""
+    references: tuple[Event, ...] = ()
+    """After a `substep` action: every walk reference of the instruction, in order."""
 
 
 def resolve_question(question: Question, machine: Any, *, seed: int, step_number: int) -> ResolvedQuestion:
@@ -529,6 +543,23 @@ def _check_one(expectation: Expectation, machine: Any, outcome: Outcome) -> str 
         if expectation.console not in machine.console_output:
             return f"expected the console to contain {expectation.console!r}; it shows {machine.console_output!r}"
         return None
+    if expectation.reference is not None:
+        return _check_reference(expectation, machine, outcome)
     if expectation.halted is not None and machine.halted != expectation.halted:
         return f"expected halted = {str(expectation.halted).lower()}, it is {str(machine.halted).lower()}"
+    return None
+
+
+def _check_reference(expectation: Expectation, machine: Any, outcome: Outcome) -> str | None:
+    """The walk reference a sub-step revealed: its number, and its fields."""
+    if not outcome.revealed:
+        return f"expected walk reference {expectation.reference} to be shown; the action was not a sub-step " \
+               "that revealed one"
+    if outcome.revealed != expectation.reference:
+        return (f"expected walk reference {expectation.reference}; the sub-step shows reference "
+                f"{outcome.revealed} of {len(outcome.references)}")
+    shown = outcome.references[outcome.revealed - 1]
+    if not event_matches(shown, "walk", expectation.where, machine.programs):
+        fields = ", ".join(f"{key}={getattr(shown, key)}" for key in expectation.where)
+        return f"walk reference {outcome.revealed} has {fields}"
     return None

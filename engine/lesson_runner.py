@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.events import Event
+from engine.events import Event, PageWalkRead
 from engine.lesson import (
     Lesson,
     LessonStep,
@@ -51,6 +51,18 @@ def build_lesson_machine(lesson: Lesson) -> System:
 
 
 @dataclass(frozen=True)
+class SubStep:
+    """An instruction being shown a walk reference at a time (the `substep` action)."""
+
+    step: int
+    """The instruction's step number."""
+    revealed: int
+    """References shown so far (1-based)."""
+    references: tuple[PageWalkRead, ...]
+    """Every page-table entry the instruction read, in order."""
+
+
+@dataclass(frozen=True)
 class StepReport:
     """The result of performing one lesson step headless."""
 
@@ -73,6 +85,10 @@ class LessonRunner:
         """Machine step count before each performed lesson step."""
         self.breakpoints: set[int] = set()
         self.hidden_panels: set[str] = set()
+        self.substep: SubStep | None = None
+        """The instruction a `substep` action is revealing (None when not sub-stepping)."""
+        self._substeps: list[SubStep | None] = []
+        """The sub-step in progress before each performed lesson step."""
 
     @property
     def steps(self) -> tuple[LessonStep, ...]:
@@ -91,6 +107,7 @@ class LessonRunner:
         if index != self.position:
             raise ValueError(f"step {index + 1} is not next (next is {self.position + 1})")
         self.boundaries.append(self.machine.steps)
+        self._substeps.append(self.substep)
         self.position += 1
         return self._act(self.lesson.steps[index])
 
@@ -100,7 +117,10 @@ class LessonRunner:
             raise ValueError(f"cannot rewind to step {index + 1}")
         target = self.boundaries[index] if index < len(self.boundaries) else self.machine.steps
         self.travel.go_to(target)
+        if index < len(self._substeps):
+            self.substep = self._substeps[index]
         del self.boundaries[index:]
+        del self._substeps[index:]
         self.position = index
         self.breakpoints.clear()
         self.hidden_panels.clear()
@@ -130,6 +150,13 @@ class LessonRunner:
     def _act(self, step: LessonStep) -> Outcome:
         action = step.action
         travel, machine = self.travel, self.machine
+        if action.do == "substep":
+            outcomes = [self._substep() for _ in range(action.count)]
+            last = outcomes[-1]
+            return Outcome(tuple(e for o in outcomes for e in o.events), sum(o.steps_run for o in outcomes),
+                           revealed=last.revealed, references=last.references)
+        if action.do not in ("none", "breakpoint", "toggle_panel"):
+            self.substep = None  # any other command that moves the machine finishes the sub-step
         if action.do == "reset":
             travel.reset()
             return Outcome((), 0)
@@ -149,6 +176,17 @@ class LessonRunner:
             assert action.panel is not None
             self.hidden_panels ^= {action.panel}
         return Outcome((), 0)
+
+    def _substep(self) -> Outcome:
+        """Reveal the next walk reference; with none left (or none started), run one step and show its first."""
+        sub = self.substep
+        if sub is not None and sub.step == self.machine.steps - 1 and sub.revealed < len(sub.references):
+            self.substep = SubStep(sub.step, sub.revealed + 1, sub.references)
+            return Outcome((), 0, revealed=self.substep.revealed, references=sub.references)
+        result = self.travel.step()
+        references = tuple(e for e in result.events if isinstance(e, PageWalkRead))
+        self.substep = SubStep(result.step, 1, references) if references else None
+        return Outcome(result.events, 1, revealed=1 if references else 0, references=references)
 
     def _run_until(self, step: LessonStep) -> Outcome:
         action = step.action

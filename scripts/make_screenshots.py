@@ -35,6 +35,11 @@ SHOTS: tuple[tuple[str, str, tuple[int, int], str | None], ...] = (
     ("hw-exit", "hw-exit", (160, 50), None),
     ("popf-compare", "popf-compare", (160, 50), None),
     ("trap-syscall-100x30", "trap-syscall", (100, 30), None),
+    ("nested-walk", "nested-walk", (160, 50), None),
+    ("shadow-fill", "shadow-fill", (160, 50), None),
+    ("host-frames", "host-frames", (160, 50), None),
+    ("shadow-fill-projector-dark", "shadow-fill", (160, 50), "vizvm-projector-dark"),
+    ("nested-walk-projector-light", "nested-walk", (160, 50), "vizvm-projector-light"),
 )
 """(file name, scenario, terminal size, theme)."""
 

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open the machine screen with the program natively or under the VMM: trap "
                              "(trap-and-emulate), bt (binary translation), pv (paravirtualization), hw (hardware "
                              "assist); v switches in the app")
+    parser.add_argument("--memory", choices=MEMORY_MODES, default=None,
+                        help="with --mode: how the VMM virtualizes guest memory: relocation (default), shadow "
+                             "(shadow page tables) or nested (two-dimensional walks)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     asm = sub.add_parser("asm", help="assemble a file and print its listing")
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--kernel", action="store_true", help="run the .s file as a user process of the kernel")
     run.add_argument("--mode", choices=MODES, default=argparse.SUPPRESS,
                      help="run it natively (default) or under the VMM: trap, bt, pv or hw")
+    run.add_argument("--memory", choices=MEMORY_MODES, default=argparse.SUPPRESS,
+                     help="with --mode: relocation (default), shadow (shadow page tables) or nested "
+                          "(two-dimensional walks, drawn as a grid in the memory mapper)")
     for sub_parser in (trace, compare, run):
         sub_parser.add_argument("--tlb", choices=TLB_MANAGEMENT, default="hardware",
                                 help="who fills the TLB: hardware (the MMU walks the page tables, the default) or "

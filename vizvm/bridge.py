@@ -11,6 +11,7 @@ after the step that caused it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from time import perf_counter
 from typing import cast
 
@@ -23,10 +24,11 @@ from engine.timetravel import TimeMachine
 from engine.vmm import Hypervisor
 from vizvm import viewmodel as vm
 from vizvm.history import Recording, handler_depth_change
-from vizvm.memview import frame_map
+from vizvm.memview import frame_map, host_frames
 from vizvm.messages import MachineChanged, RunStateChanged
 from vizvm.viewmodel import StatusState, machine_title
 from vizvm.vmm_view import timeline_state, vcpu_state, vmm_goal_reached, vmm_probe
+from vizvm.walkview import walk_references
 
 SPEEDS: tuple[int, ...] = (1, 10, 100, 1_000, 10_000, 100_000, 0)
 """Run speeds in steps per second; 0 means as fast as the engine goes."""
@@ -68,6 +70,8 @@ class EngineBridge:
         self._chunk = 2_000
         self._depth = 0
         self.furthest = 0
+        self.substep: vm.SubStepState | None = None
+        """The instruction whose walk references are being revealed one at a time (None: not sub-stepping)."""
         self.load(machine, title)
 
     # ------------------------------------------------------------------ wiring
@@ -98,6 +102,7 @@ class EngineBridge:
         if getattr(self, "running", False):
             self.pause("loaded another program", settle=False)
         self.tm = travel
+        self.substep = None
         machine = self.machine
         self.furthest = machine.steps
         """The furthest step shown so far (the end of the scrubber)."""
@@ -113,6 +118,7 @@ class EngineBridge:
         """The machine was moved by its other driver: pause, rebuild the recorded window here and report."""
         if self.running:
             self.pause("the lesson moved the machine", settle=False)
+        self.substep = None
         self.last_stop = ""
         self._settle(self.machine.steps, canonical=True)
         self._post("resync")
@@ -122,6 +128,7 @@ class EngineBridge:
         """Run `count` recorded steps (stops at a halt); returns how many ran."""
         if self.running:
             self.pause("paused to step")
+        self.substep = None
         machine, done = self.machine, 0
         self.last_stop = ""
         while done < count and not machine.halted:
@@ -132,10 +139,38 @@ class EngineBridge:
         self._post("step")
         return done
 
+    def substep_forward(self) -> vm.SubStepState | None:
+        """Reveal the next walk reference of the instruction being sub-stepped.
+
+        With none in progress (or after its last reference) this runs one recorded step like `step`
+        and shows its first reference; an instruction that read no page-table entry is just a step.
+        Returns the sub-step now shown (None when the step read no entry or the machine has halted).
+        """
+        sub = self.substep
+        if sub is not None and sub.step == self.machine.steps - 1 and sub.revealed < sub.total:
+            self.substep = replace(sub, revealed=sub.revealed + 1)
+            self._post("substep")
+            return self.substep
+        if self.step() == 0:
+            return None
+        last = self.recording.last()
+        references = walk_references(last.events) if last is not None else ()
+        if last is not None and references:
+            self.substep = vm.SubStepState(last.step, 1, len(references))
+            self._post("substep")
+        return self.substep
+
+    def show_substep(self, step: int, revealed: int, total: int) -> None:
+        """Show walk reference `revealed` of `total` of step `step` (a lesson's sub-step), if that step is the last."""
+        if self.machine.steps - 1 == step and 1 <= revealed <= total:
+            self.substep = vm.SubStepState(step, revealed, total)
+            self._post("substep")
+
     def step_back(self, count: int = 1) -> None:
         """Go back `count` steps (the recorded window follows)."""
         if self.running:
             self.pause("paused to step back")
+        self.substep = None
         self.last_stop = ""
         self._settle(self.machine.steps - count)
         self._post("back")
@@ -144,6 +179,7 @@ class EngineBridge:
         """Put the machine at step `target`: at once if it was visited, else by running there."""
         if self.running:
             self.pause("paused to jump", settle=False)
+        self.substep = None
         if target <= self.tm.furthest:
             self.last_stop = ""
             self._settle(target)
@@ -156,6 +192,7 @@ class EngineBridge:
         """Back to step 0 of the loaded program (breakpoints stay)."""
         if self.running:
             self.pause("reset", settle=False)
+        self.substep = None
         self.tm.reset()
         self.last_stop = ""
         self.recording.clear(self.machine.steps)
@@ -203,6 +240,7 @@ class EngineBridge:
             if not self.inside_handler():
                 return "Not inside a trap handler: no trap in the recorded steps is still waiting for its iret."
             self._depth = 0
+        self.substep = None
         self.goal, self.running, self._credit = goal, True, 0.0
         self.last_stop = ""
         if machine.cpu.pc in self.breakpoints:  # leave the breakpoint we are sitting on
@@ -396,7 +434,7 @@ class EngineBridge:
         return StatusState(self.title, machine.steps, self.furthest, self.running,
                            GOAL_LABELS.get(self.goal, self.goal), SPEEDS[self.speed_index], machine.halted,
                            machine.halt_reason, machine.exit_code, len(self.breakpoints), self.engine_rate,
-                           (self.recording.lo, self.recording.hi), self.last_stop)
+                           (self.recording.lo, self.recording.hi), self.last_stop, self.substep)
 
     def cpu_state(self) -> vm.CpuState:
         """Registers with what changed (last step, last frame while running, or since the mark)."""
@@ -415,7 +453,8 @@ class EngineBridge:
     def mapper_state(self, with_frames: bool = True) -> vm.MapperState:
         """The memory mapper: translation, walk, TLB, frame map."""
         frames = frame_map(self.machine) if with_frames else None
-        return vm.mapper_state(self.machine, self.recording, frames)
+        host = host_frames(self.machine) if with_frames else None
+        return vm.mapper_state(self.machine, self.recording, frames, self.substep, host)
 
     def timeline_state(self) -> vm.TimelineState:
         """Lanes and transitions over the recorded window (guest user / guest kernel / VMM when virtualized)."""

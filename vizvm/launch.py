@@ -22,6 +22,10 @@ def launch_app(args: argparse.Namespace) -> int:
     program: str | None = getattr(args, "program", None)
     under_kernel = bool(getattr(args, "kernel", False))
     mode: str | None = getattr(args, "mode", None)  # `--mode MODE`: natively or under the VMM
+    memory: str = getattr(args, "memory", None) or "relocation"  # `--memory`: how the VMM virtualizes memory
+    if memory != "relocation" and mode in (None, "native"):
+        sys.stderr.write("vizvm: --memory needs a VMM: add --mode trap, bt, pv or hw\n")
+        return 2
     startup_error: tuple[str, str] | None = None
     machine: Machine | None = None
     title: str | None = None
@@ -30,7 +34,8 @@ def launch_app(args: argparse.Namespace) -> int:
         from vizvm.screens.load import build_machine
 
         try:
-            machine, title = build_machine(program, under_kernel, mode or "native", getattr(args, "tlb", "hardware"))
+            machine, title = build_machine(program, under_kernel, mode or "native", memory,
+                                           getattr(args, "tlb", "hardware"))
         except AsmErrors as errors:
             startup_error = (f"{program} does not assemble",
                              f"{errors}\n\nShowing the shipped kernel instead. Fix the file, then load it "
@@ -42,7 +47,11 @@ def launch_app(args: argparse.Namespace) -> int:
     if command is None and mode is not None:  # `vizvm --mode MODE`: the default programs under that mode
         from vizvm.screens.load import build_machine
 
-        machine, title = build_machine(None, True, mode)
+        try:
+            machine, title = build_machine(None, True, mode, memory, getattr(args, "tlb", "hardware"))
+        except ValueError as error:  # e.g. a software-managed TLB under --mode hw
+            sys.stderr.write(f"vizvm: {error}\n")
+            return 1
         command = "run"
     app = make_app(machine, title=title, startup_error=startup_error, home=command in (None, "lesson"),
                    lesson=getattr(args, "name", None) if command == "lesson" else None,

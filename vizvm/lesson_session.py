@@ -37,6 +37,10 @@ def describe_action(action: Action) -> str:
     detail = f" ({where})" if where else ""
     if do == "step":
         return "step 1 instruction" if action.count == 1 else f"step {action.count} instructions"
+    if do == "substep":
+        if action.count == 1:
+            return "reveal the next page-walk reference (the first starts an instruction)"
+        return f"reveal the next {action.count} page-walk references (the first starts an instruction)"
     if do == "run":
         return f"run {action.count:,} steps"
     if do == "run_until":
@@ -60,6 +64,9 @@ def describe_expectation(expectation: Expectation) -> str:
         return f"{article} {expectation.event} event{detail}"
     if expectation.register is not None:
         return f"{expectation.register} == {expectation.equals}"
+    if expectation.reference is not None:
+        where = ", ".join(f"{key}={value}" for key, value in expectation.where.items())
+        return f"walk reference {expectation.reference} is shown" + (f" ({where})" if where else "")
     if expectation.console is not None:
         return f"the console shows {expectation.console!r}"
     return "the machine has halted" if expectation.halted else "the machine is still running"

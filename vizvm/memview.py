@@ -203,3 +203,122 @@ def _scan_tables(machine: Machine, root: int, base: int = 0) -> tuple[set[int], 
             elif target >> PAGE_SHIFT not in tables:
                 stack.append((target, level + 1))
     return tables, user_pages
+
+
+# ---------------------------------------------------------------------------------------------- under a VMM
+def memory_mode(machine: object) -> str:
+    """``native`` for a bare Machine, else the Hypervisor's ``relocation``, ``shadow`` or ``nested``."""
+    if getattr(machine, "vms", None) is None:
+        return "native"
+    return str(getattr(machine, "memory_mode", "relocation"))
+
+
+def space_names(mode: str) -> tuple[str, str, str]:
+    """(virtual, physical, machine) address-space labels: ``VA PA PA`` natively, else ``gVA gPA hPA``."""
+    return ("VA", "PA", "PA") if mode == "native" else ("gVA", "gPA", "hPA")
+
+
+def host_translate_quietly(machine: Machine, gpa: int) -> int | None:
+    """Host-physical address of the running VM's guest-physical `gpa`, or None if it has none.
+
+    Reads the VM's host tables (nested paging) directly, or applies its relocation: no events, no
+    counters, no nested-TLB fills (unlike the engine's own walker).
+    """
+    vm = getattr(machine, "current", None)
+    if vm is None:
+        return gpa
+    if not 0 <= gpa < vm.size:
+        return None
+    nested = vm.nested
+    if nested is None:
+        return int(vm.base) + gpa
+    mem32 = nested.mem32
+    table, shift = int(nested.root), 32
+    for bits in nested.bits:
+        shift -= bits
+        address = table + 4 * ((gpa >> shift) & ((1 << bits) - 1))
+        if address + 4 > len(machine.memory):
+            return None
+        entry = int(mem32[address >> 2])
+        if not entry & PTE_P:
+            return None
+        table = entry & PTE_FRAME_MASK
+    return table | (gpa & 0xFFF)
+
+
+def guest_walk_quietly(machine: Machine, va: int) -> tuple[int | None, tuple[tuple[int, int], ...]]:
+    """The running guest's own translation of `va`: (gPA or None, ((entry gPA, entry), ...) per level read).
+
+    Walks the guest's tables (gVA -> gPA) from its cr3 in software; each table is found through
+    `host_translate_quietly`. For the shadow view: what the guest believes beside what the MMU uses.
+    """
+    if getattr(machine, "current", None) is None:
+        return None, ()
+    mmu = machine.mmu
+    table = machine.cpu.cr3 & PTE_FRAME_MASK
+    shift = 32
+    read: list[tuple[int, int]] = []
+    mem32 = memoryview(machine.memory).cast("I")
+    for bits in mmu.level_bits:
+        shift -= bits
+        address = table + 4 * ((va >> shift) & ((1 << bits) - 1))
+        host = host_translate_quietly(machine, address)
+        if host is None or host + 4 > len(machine.memory):
+            return None, tuple(read)
+        entry = int(mem32[host >> 2])
+        read.append((address, entry))
+        if not entry & PTE_P:
+            return None, tuple(read)
+        table = entry & PTE_FRAME_MASK
+    return table | (va & 0xFFF), tuple(read)
+
+
+@dataclass(frozen=True)
+class HostFrames:
+    """The host's frames by owner, the shared ones with their refcount, and each VM's balloon."""
+
+    owners: tuple[str, ...]
+    """One of Hypervisor.frame_owners()'s codes per host frame."""
+    refcounts: Mapping[int, int]
+    """Host frame -> how many guest pages map it (only frames shared by more than one)."""
+    vm_pages: tuple[int, ...]
+    """Guest-physical pages of each VM, by VM id."""
+    ballooned: tuple[frozenset[int], ...]
+    """Guest-physical page numbers each VM's balloon driver holds, by VM id."""
+    current: int
+    """The running VM's id."""
+
+
+def host_frames(machine: object) -> HostFrames | None:
+    """The host frame map of a Hypervisor (None for a bare Machine). Reads only."""
+    vms = getattr(machine, "vms", None)
+    if vms is None:
+        return None
+    owners = tuple(machine.frame_owners())  # type: ignore[attr-defined]
+    refcounts = dict(machine.frame_refcounts())  # type: ignore[attr-defined]
+    ballooned = tuple(frozenset(machine.ballooned_pages(vm.vm_id)) for vm in vms)  # type: ignore[attr-defined]
+    current = getattr(machine, "current", None)
+    return HostFrames(owners, refcounts, tuple(vm.size // PAGE_SIZE for vm in vms), ballooned,
+                      current.vm_id if current is not None else 0)
+
+
+def shadow_walk_quietly(machine: Machine, va: int) -> tuple[tuple[int, int], ...]:
+    """The shadow tables' entries for `va` as they are now: ((entry hPA, entry), ...), root first.
+
+    Shadow tables hold host-physical addresses, so nothing is relocated. Reads only.
+    """
+    mmu = machine.mmu
+    mem32 = memoryview(machine.memory).cast("I")
+    table, shift = mmu.root, 32
+    read: list[tuple[int, int]] = []
+    for bits in mmu.level_bits:
+        shift -= bits
+        address = table + 4 * ((va >> shift) & ((1 << bits) - 1))
+        if address + 4 > len(machine.memory):
+            break
+        entry = int(mem32[address >> 2])
+        read.append((address, entry))
+        if not entry & PTE_P:
+            break
+        table = entry & PTE_FRAME_MASK
+    return tuple(read)

@@ -57,9 +57,14 @@ def rebuild(system: Any, mode: str) -> System:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     setup = guest_setup(system)
+    memory: dict[str, Any] = {}
+    vms = getattr(system, "vms", None)
+    if mode != "native" and vms:  # a VMM keeps how it virtualizes memory across a mode switch
+        nested = vms[0].nested
+        memory = {"memory_mode": system.memory_mode, "host_levels": nested.levels if nested is not None else 4}
     if setup.bare is not None:
-        return build_system(mode, bare=setup.bare, config=setup.config)
-    return build_system(mode, user_programs=setup.user_programs, config=setup.config)
+        return build_system(mode, bare=setup.bare, config=setup.config, **memory)
+    return build_system(mode, user_programs=setup.user_programs, config=setup.config, **memory)
 
 
 def mode_label(mode: str) -> str:

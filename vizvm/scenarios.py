@@ -169,9 +169,107 @@ async def popf_compare(pilot: Pilot[None]) -> None:
     await compare_divergence(pilot)
 
 
+def _first_step(system: object, wanted: Callable[[object], bool], limit: int = 200_000) -> int | None:
+    """The first step of a fresh copy of `system` whose events satisfy `wanted` (recorded, so keep it short)."""
+    from engine.timetravel import TimeMachine
+    from vizvm.modes import rebuild
+    from vizvm.vmm_view import mode_of
+
+    copy = rebuild(system, mode_of(system))
+    tm = TimeMachine(copy)
+    while not copy.halted and copy.steps < limit:
+        result = tm.step()
+        if wanted(result):
+            return result.step
+    return None
+
+
+async def _under_memory(pilot: Pilot[None], mode: str, memory: str) -> MachineScreen:
+    """Rebuild the loaded guest under `mode` with the VMM virtualizing memory by `memory`, at step 0."""
+    from typing import cast
+
+    from engine.machine import Machine
+    from engine.systems import build_system
+    from vizvm.modes import guest_setup
+
+    screen = machine_screen(pilot.app)
+    setup = guest_setup(screen.bridge.machine)
+    if setup.bare is not None:
+        system = build_system(mode, bare=setup.bare, config=setup.config, memory_mode=memory)
+    else:
+        system = build_system(mode, user_programs=setup.user_programs, config=setup.config, memory_mode=memory)
+    screen.load_machine(cast(Machine, system))
+    await pilot.pause()
+    return screen
+
+
+def _has_dimension(dimension: str) -> Callable[[object], bool]:
+    from engine.events import PageWalkRead
+
+    def wanted(result: object) -> bool:
+        events = getattr(result, "events", ())
+        return any(isinstance(e, PageWalkRead) and e.dimension == dimension for e in events) and any(
+            isinstance(e, PageWalkRead) and e.dimension not in ("host", "native") and e.outcome == "leaf"
+            for e in events)
+
+    return wanted
+
+
+async def _maximize_mapper(pilot: Pilot[None], end: bool = False) -> None:
+    from vizvm.widgets.mapper import MemoryMapper
+
+    screen = machine_screen(pilot.app)
+    mapper = screen.query_one(MemoryMapper)
+    mapper.focus()
+    await pilot.pause()
+    screen.action_toggle_maximize()
+    await pilot.pause()
+    if end:
+        mapper.scroll_end(animate=False, immediate=True)
+    await pilot.pause()
+
+
+async def nested_walk(pilot: Pilot[None]) -> None:
+    """Hardware assist with nested paging: a cold 2-D walk revealed by walk steps up to its 7th reference."""
+    screen = await _under_memory(pilot, "hw", "nested")
+    step = _first_step(screen.bridge.machine, _has_dimension("host"))
+    if step is not None:
+        screen.bridge.go_to(step)
+    await wait_stopped(pilot)
+    for _ in range(7):
+        screen.action_substep()
+    await pilot.pause()
+
+
+async def shadow_fill(pilot: Pilot[None]) -> None:
+    """Trap-and-emulate with shadow paging: a hidden fault's trap has just filled a shadow entry (mapper maximized)."""
+    from engine.events import ShadowUpdate
+
+    screen = await _under_memory(pilot, "trap", "shadow")
+
+    def filled(result: object) -> bool:
+        return any(isinstance(e, ShadowUpdate) and e.action == "fill" for e in getattr(result, "events", ()))
+
+    step = _first_step(screen.bridge.machine, filled)
+    if step is not None:
+        screen.bridge.go_to(step + 1)
+    await wait_stopped(pilot)
+    await _maximize_mapper(pilot)
+
+
+async def host_frames(pilot: Pilot[None]) -> None:
+    """Nested paging: the host frame map by owner and the VM's gPA pages (mapper maximized, scrolled down)."""
+    await nested_walk(pilot)
+    screen = machine_screen(pilot.app)
+    screen.action_step()
+    await pilot.pause()
+    await _maximize_mapper(pilot, end=True)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "boot": boot, "trap-taken": trap_taken, "page-walk": page_walk, "halted": halted, "help": help_screen,
     "palette": palette, "trap-syscall": trap_syscall, "bt-cache": bt_cache, "hw-exit": hw_exit,
-    "compare-divergence": compare_divergence, "popf-compare": popf_compare,
+    "compare-divergence": compare_divergence, "popf-compare": popf_compare, "nested-walk": nested_walk,
+    "shadow-fill": shadow_fill, "host-frames": host_frames,
 }
 """Scenario name (also the screenshot file name) -> scenario."""

@@ -60,6 +60,14 @@ def test_valid_lesson_loads(tmp_path: Path) -> None:
     (lambda t: t.replace('do = "run_until"', 'do = "jump"'), 1, "action.do", "is not one of"),
     (lambda t: t.replace('kernel = true', 'kernel = true\npage_levels = 9'), None, "machine.page_levels", "1..4"),
     (lambda t: t.replace('narration = "The kernel boots."\n', ''), 1, "narration", "is required"),
+    (lambda t: t.replace('{ event = "trap", where = { vector = 13, from_ring = 3 } }', '{ reference = 0 }'), 1,
+     "expect[0].reference", "at least 1"),
+    (lambda t: t.replace('{ event = "trap", where = { vector = 13, from_ring = 3 } }',
+                         '{ reference = 2, where = { dimenson = "host" } }'), 1, "expect[0].where.dimenson",
+     "'walk' events have no field"),
+    (lambda t: t.replace('{ event = "trap", where = { vector = 13, from_ring = 3 } }',
+                         '{ reference = 2, halted = true }'), 1, "expect[0].event", "exactly one of"),
+    (lambda t: t.replace('do = "run_until"', 'do = "substeps"'), 1, "action.do", "did you mean 'substep'"),
 ])
 def test_errors_name_file_step_and_field(tmp_path: Path, edit, step, field, message) -> None:  # type: ignore[no-untyped-def]
     path = write(tmp_path, edit(VALID))
@@ -76,3 +84,14 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_lesson(write(tmp_path, "title = "))
     with pytest.raises(LessonError, match="cannot read"):
         load_lesson(tmp_path / "nope.toml")
+
+
+def test_substep_and_reference_load(tmp_path: Path) -> None:
+    """A walk-step action with a count, and an expectation on the revealed reference's walk fields."""
+    text = VALID.replace('action = { do = "run_until", event = "trap", where = { vector = 13 } }',
+                         'action = { do = "substep", count = 4 }').replace(
+        '{ event = "trap", where = { vector = 13, from_ring = 3 } }',
+        '{ reference = 5, where = { dimension = "guest", level = 1 } }')
+    step = load_lesson(write(tmp_path, text)).steps[0]
+    assert step.action.do == "substep" and step.action.count == 4
+    assert step.expect[0].reference == 5 and step.expect[0].where == {"dimension": "guest", "level": 1}

@@ -43,3 +43,24 @@ def test_generated_questions_follow_the_seed() -> None:
     first, again, other = (LessonRunner(lesson, seed=s).question(index) for s in (5, 5, 6))
     assert first == again and first != other
     assert first is not None and str(first.answer) in first.explanation
+
+
+def test_nested_lesson_stops_on_walk_references() -> None:
+    """Lesson 11 reveals its cold walk a reference at a time; rewinding restores the revealed reference."""
+    from engine.lesson import check_expectations
+    from engine.lesson_runner import LessonRunner
+    from vizvm.locations import find_lesson
+
+    runner = LessonRunner(load_lesson(find_lesson("11")))
+    revealed = []
+    for index in range(len(runner.steps)):
+        outcome = runner.perform(index)
+        assert check_expectations(runner.steps[index], runner.machine, outcome) == []
+        revealed.append(outcome.revealed)
+    assert revealed == [0, 1, 5, 20, 24]
+    assert runner.substep is not None and runner.substep.revealed == 24 and len(runner.substep.references) == 24
+    step = runner.machine.steps
+    runner.rewind_to(2)  # back to just after reference 1
+    assert runner.substep is not None and runner.substep.revealed == 1 and runner.machine.steps == step
+    outcome = runner.perform(2)
+    assert outcome.revealed == 5 and outcome.steps_run == 0

@@ -82,6 +82,9 @@ class LessonScreen(MachineScreen):
         self._lesson_hidden = wanted
         self._highlight()
         self.bridge.resync()
+        sub = runner.substep
+        if sub is not None:  # the lesson stopped on one walk reference: the mapper shows the walk up to it
+            self.bridge.show_substep(sub.step, sub.revealed, len(sub.references))
         pane = self.query_one(LessonPane)
         pane.show(self.session)
         if self.session.asking:

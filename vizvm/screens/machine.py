@@ -79,6 +79,9 @@ class MachineScreen(Screen[None]):
     # so shown bindings alternate groups here; the help screen regroups everything.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "step", "Step", tooltip="Run one instruction (or one interrupt delivery)", group=RUN),
+        Binding("w", "substep", "Walk step",
+                tooltip="Step one instruction, showing its page-walk references one at a time (w again: the next)",
+                group=RUN, show=False),
         Binding("b", "step_back", "Back", tooltip="Go back one step (exactly: the engine replays)", group=MOVE),
         Binding("r", "toggle_run", "Run/Pause", tooltip="Run until paused, a breakpoint or a halt", group=RUN),
         Binding("g", "go_to_step", "Go to", tooltip="Go to step N (back or forward)", group=MOVE),
@@ -230,6 +233,8 @@ class MachineScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Stepping and running are greyed out once the machine halts."""
+        if action == "substep" and self.bridge.machine.halted and not self._revealing():
+            return None
         if action in ("step", "run_until", "step_out") and self.bridge.machine.halted:
             return None
         return True
@@ -244,6 +249,19 @@ class MachineScreen(Screen[None]):
             self._refuse(f"The machine has halted: {self.bridge.machine.halt_reason}.")
             return
         self.bridge.step()
+
+    def action_substep(self) -> None:
+        """Step one instruction a walk reference at a time: each press reveals the next entry read."""
+        if self.bridge.machine.halted and not self._revealing():
+            self._refuse(f"The machine has halted: {self.bridge.machine.halt_reason}.")
+            return
+        if self.bridge.substep_forward() is None:
+            self.notify("That step read no page-table entry: it ran as a normal step.", timeout=2)
+
+    def _revealing(self) -> bool:
+        """A sub-step has references left to show."""
+        sub = self.bridge.substep
+        return sub is not None and sub.revealed < sub.total
 
     def action_step_back(self) -> None:
         """Go back one step."""

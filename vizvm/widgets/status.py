@@ -43,6 +43,10 @@ class StatusLine(Widget):
         elif state.running:
             rate = f" · {state.engine_rate:,.0f} steps/s" if state.engine_rate else ""
             out.append(f" ▶ running: {state.goal}{rate} ", style=style("running"))
+        elif state.substep is not None:
+            sub = state.substep
+            out.append(f" ‖ sub-step: reference {sub.revealed} of {sub.total}, step {sub.step} ",
+                       style=style("paused"))
         else:
             stop = f": {state.last_stop}" if state.last_stop else ""
             out.append(f" ‖ paused{stop} ", style=style("paused"))
