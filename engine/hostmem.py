@@ -89,6 +89,7 @@ class HostMemory:
         self.balloon: list[set[int]] = [set() for _ in range(count)]  # guest pages each balloon holds
         self.target: list[int] = [0] * count
         self.driver: list[bool] = [False] * count  # the guest probed the balloon device
+        self.final: dict[int, bytes] = {}  # a stopped VM's guest memory as it was, once its frames are freed
         self.rng = random.Random(config.seed)
         self.next_scan = config.share_interval or -1
         self.next_reclaim = config.reclaim_interval or -1
@@ -260,6 +261,27 @@ class HostMemory:
                               self.refs.get(old, 0) if new != old else 1))
         return True
 
+    def retire(self, vm: VM) -> None:
+        """vm stopped for good: give every frame it held back to the pool (keeping a copy of what it held)."""
+        if vm.vm_id in self.final:
+            return
+        self.final[vm.vm_id] = self.guest_memory(vm)
+        assert vm.nested is not None
+        for page in sorted(self.pmap[vm.vm_id]):
+            frame = self.pmap[vm.vm_id].pop(page)
+            vm.nested.unmap_page(page << PAGE_SHIFT)
+            self.rmap[frame].discard((vm.vm_id, page))
+            self.refs[frame] -= 1
+            if self.refs[frame] == 0:
+                del self.refs[frame], self.rmap[frame]
+                self._forget_shared(frame)
+                self._release(frame)
+        self._flush(vm)
+        self.balloon[vm.vm_id].clear()
+        self.target[vm.vm_id], self.driver[vm.vm_id] = 0, False
+        self._used()
+        self.wake_waiters()
+
     def _out_of_memory(self, vm: VM, gpa: int) -> None:
         held = sum(len(pages) for pages in self.balloon)
         self.hv.stop_vm(vm, f"host out of memory: no free machine frame for guest-physical {gpa:#x} "
@@ -383,7 +405,10 @@ class HostMemory:
             weight = sum(held.values()) or 1
             need = high - free
             for vm in running:
-                self.set_target(vm, self.target[vm.vm_id] + -(-need * held[vm.vm_id] // weight))
+                share = -(-need * held[vm.vm_id] // weight)
+                # On top of what the balloon holds now: one that cannot grow (the guest has nothing left to
+                # give) is not asked for ever more.
+                self.set_target(vm, max(self.target[vm.vm_id], len(self.balloon[vm.vm_id]) + share))
         elif free > 2 * high:  # plenty again: let balloons shrink
             spare = (free - 2 * high) // len(running)
             for vm in running:
@@ -415,6 +440,8 @@ class HostMemory:
 
     def guest_memory(self, vm: VM) -> bytes:
         """vm's guest-physical memory as the guest sees it: untouched and ballooned pages read as zeroes."""
+        if vm.vm_id in self.final:
+            return self.final[vm.vm_id]
         memory = bytearray(vm.size)
         for page, frame in self.pmap[vm.vm_id].items():
             memory[page * PAGE_SIZE:(page + 1) * PAGE_SIZE] = self.memory[frame << PAGE_SHIFT:(frame + 1) << PAGE_SHIFT]
@@ -435,12 +462,13 @@ class HostMemory:
                 tuple(sorted((f, tuple(sorted(s))) for f, s in self.rmap.items())), tuple(sorted(self.shared.items())),
                 tuple(sorted(self.hints.items())), tuple(tuple(sorted(b)) for b in self.balloon), tuple(self.target),
                 tuple(self.driver), self.rng.getstate(), self.next_scan, self.next_reclaim,
-                tuple(sorted(self.counters.items())))
+                tuple(sorted(self.counters.items())), tuple(sorted(self.final.items())))
 
     def restore(self, state: tuple[Any, ...]) -> None:
         """Undo to a snapshot's state."""
         (free, pmap, refs, rmap, shared, hints, balloon, target, driver, rng, self.next_scan, self.next_reclaim,
-         counters) = state
+         counters, final) = state
+        self.final = dict(final)
         self.free = list(free)
         self.pmap = [dict(p) for p in pmap]
         self.refs = dict(refs)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.events import EVENT_KINDS, EVENT_TYPES, Event
+from engine.hostmem import OvercommitConfig
 from engine.machine import ConfigError, MachineConfig
 from engine.mmu import split_levels
 from engine.program import Program
@@ -58,6 +59,10 @@ class Action:
     label: str | None = None
     panel: str | None = None
     max_steps: int = DEFAULT_MAX_STEPS
+    console: str | None = None
+    """run_until: stop once this VM's console shows this text."""
+    vm: int = 0
+    """Whose console `console` means (several VMs on one host)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,12 @@ class Expectation:
     halted: bool | None = None
     reference: int | None = None
     """A sub-step has revealed exactly this walk reference (1-based), whose fields match `where`."""
+    counter: str | None = None
+    """A counter of the machine (`counters()`), compared with `equals`, `at_least` and/or `at_most`."""
+    at_least: int | None = None
+    at_most: int | None = None
+    vm: int = 0
+    """Whose console `console` means (several VMs on one host)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,10 @@ class MachineSetup:
     """Levels of the host's page tables under nested paging."""
     software_tlb: int = 0
     """Entries of Disco's VMM software TLB (a VMM mode with tlb_managed = "software")."""
+    vms: tuple[tuple[str, ...], ...] = ()
+    """Several VMs on one host, each the kernel with these user programs (instead of `programs`)."""
+    overcommit: OvercommitConfig | None = None
+    """The host's shared frame pool, page sharing and ballooning (nested paging)."""
 
 
 @dataclass(frozen=True)
@@ -255,7 +270,7 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     config_fields = ("memory_size", "page_levels", "tlb_entries", "tlb_policy", "tlb_tagged", "tlb_managed",
                      "timer_interval", "seed", "console_input")
     reader.check_known(("kernel", "programs", "program", "source", "mode", "memory_mode", "host_levels",
-                        "software_tlb", *config_fields))
+                        "software_tlb", "vms", "overcommit", *config_fields))
     mode = reader.choice("mode", MODES, "native")
     memory_mode = reader.choice("memory_mode", ("relocation", "shadow", "nested"), "relocation")
     host_levels = reader.get("host_levels", int, 4)
@@ -294,8 +309,47 @@ def _machine_setup(reader: _Reader) -> MachineSetup:
     if software_tlb and (config.tlb_managed != "software" or mode == "native" or software_tlb < 0):
         raise reader.error("software_tlb", "Disco's software TLB needs tlb_managed = \"software\", a VMM mode "
                                            "(trap, bt or pv) and a size >= 0")
+    vms = _vms(reader, kernel, programs, mode)
+    overcommit = _overcommit(reader, mode, memory_mode, config.seed)
     return MachineSetup(kernel, programs or (("hello",) if kernel else ()), program, source, config, mode,
-                        memory_mode, host_levels, software_tlb)
+                        memory_mode, host_levels, software_tlb, vms, overcommit)
+
+
+def _vms(reader: _Reader, kernel: bool, programs: tuple[str, ...], mode: str) -> tuple[tuple[str, ...], ...]:
+    """`vms = [["heap", "hog"], ["hog"]]`: one list of user programs per VM."""
+    values = reader.get("vms", list, [])
+    if not values:
+        return ()
+    if not kernel or programs:
+        raise reader.error("vms", "several VMs each boot the kernel: set 'kernel = true' and list each VM's "
+                                  "programs in 'vms' (not 'programs')")
+    if mode == "native":
+        raise reader.error("vms", "several VMs need a VMM: set 'mode' to trap, bt, pv or hw")
+    if len(values) > 8 or not all(isinstance(v, list) and v and all(isinstance(n, str) for n in v)
+                                  for v in values):
+        raise reader.error("vms", "must be a list of 1 to 8 non-empty lists of program names, "
+                                  "e.g. [[\"heap\", \"hog\"], [\"hog\"]]")
+    return tuple(tuple(v) for v in values)
+
+
+def _overcommit(reader: _Reader, mode: str, memory_mode: str, seed: int) -> OvercommitConfig | None:
+    """`[machine.overcommit]`: host_frames and the sharing and reclaim settings of OvercommitConfig."""
+    table = reader.sub("overcommit")
+    if table is None:
+        return None
+    fields = ("host_frames", "share_interval", "share_batch", "reclaim_interval", "soft_free_percent",
+              "high_free_percent")
+    table.check_known(fields)
+    if memory_mode != "nested" or mode in ("native", "bt"):
+        raise reader.error("overcommit", "overcommit needs memory_mode = \"nested\" under mode trap, pv or hw")
+    values = {name: table.get(name, int) for name in fields if name in table.table}
+    if "host_frames" not in values:
+        raise table.error("host_frames", "is required: the machine frames all the VMs share")
+    try:
+        return OvercommitConfig(**values, seed=seed).validate()
+    except ValueError as error:
+        name = str(error).split(" ", 1)[0]
+        raise table.error(name if name in fields else "host_frames", str(error)) from None
 
 
 def _step(reader: _Reader, machine: MachineSetup) -> LessonStep:
@@ -321,7 +375,8 @@ def _step(reader: _Reader, machine: MachineSetup) -> LessonStep:
 
 
 def _action(reader: _Reader) -> Action:
-    reader.check_known(("do", "count", "event", "where", "condition", "label", "panel", "max_steps"))
+    reader.check_known(("do", "count", "event", "where", "condition", "console", "vm", "label", "panel",
+                        "max_steps"))
     do = reader.choice("do", ACTIONS, required=True)
     count = reader.get("count", int, 1)
     if count < 1:
@@ -335,16 +390,26 @@ def _action(reader: _Reader) -> Action:
     condition = reader.get("condition", str)
     if condition is not None:
         _parse_condition(reader, "condition", condition)
+    console = reader.get("console", str)
+    vm = _vm_number(reader)
     label = reader.get("label", str)
     panel = reader.choice("panel", PANELS)
     max_steps = reader.get("max_steps", int, DEFAULT_MAX_STEPS)
-    needs = {"run_until": event is not None or condition is not None, "goto_label": label is not None,
+    needs = {"run_until": event is not None or condition is not None or console is not None,
+             "goto_label": label is not None,
              "breakpoint": label is not None, "toggle_panel": panel is not None}
     if do in needs and not needs[do]:
-        missing = {"run_until": "'event' or 'condition'", "goto_label": "'label'", "breakpoint": "'label'",
+        missing = {"run_until": "'event', 'condition' or 'console'", "goto_label": "'label'", "breakpoint": "'label'",
                    "toggle_panel": "'panel'"}[do]
         raise reader.error("do", f"'{do}' needs {missing}")
-    return Action(do, count, event, dict(where), condition, label, panel, max_steps)
+    return Action(do, count, event, dict(where), condition, label, panel, max_steps, console, vm)
+
+
+def _vm_number(reader: _Reader) -> int:
+    vm = reader.get("vm", int, 0)
+    if not 0 <= vm < 8:
+        raise reader.error("vm", "must be a VM number, 0 to 7")
+    return vm
 
 
 def _check_event_fields(reader: _Reader, name: str, kind: str, where: dict[str, Any]) -> None:
@@ -363,7 +428,8 @@ def _parse_condition(reader: _Reader, name: str, text: str) -> tuple[str, str, s
 
 
 def _expectation(reader: _Reader) -> Expectation:
-    reader.check_known(("event", "where", "count", "register", "equals", "console", "halted", "reference"))
+    reader.check_known(("event", "where", "count", "register", "equals", "console", "vm", "halted", "reference",
+                        "counter", "at_least", "at_most"))
     event = reader.choice("event", EVENT_KINDS)
     where = reader.get("where", dict, {})
     reference = reader.get("reference", int)
@@ -380,14 +446,24 @@ def _expectation(reader: _Reader) -> Expectation:
     equals = reader.get("equals", (int, str))
     console = reader.get("console", str)
     halted = reader.get("halted", bool)
+    counter = reader.get("counter", str)
+    at_least, at_most = reader.get("at_least", int), reader.get("at_most", int)
     chosen = [name for name, value in (("event", event), ("register", register), ("console", console),
-                                       ("halted", halted), ("reference", reference)) if value is not None]
+                                       ("halted", halted), ("reference", reference), ("counter", counter))
+              if value is not None]
     if len(chosen) != 1:
         raise reader.error("event", "an expectation checks exactly one of 'event', 'register', 'console', "
-                                    "'halted', 'reference'")
+                                    "'halted', 'reference', 'counter'")
     if register is not None and equals is None:
         raise reader.error("equals", "is required with 'register'")
-    return Expectation(event, dict(where), count, register, equals, console, halted, reference)
+    if counter is not None and equals is None and at_least is None and at_most is None:
+        raise reader.error("counter", "needs 'equals', 'at_least' or 'at_most'")
+    if counter is not None and isinstance(equals, str):
+        raise reader.error("equals", "a counter is compared with a number")
+    if counter is None and (at_least is not None or at_most is not None):
+        raise reader.error("at_least", "'at_least' and 'at_most' go with 'counter'")
+    return Expectation(event, dict(where), count, register, equals, console, halted, reference, counter,
+                       at_least, at_most, _vm_number(reader))
 
 
 def _question(reader: _Reader, machine: MachineSetup) -> Question:
@@ -540,13 +616,42 @@ def _check_one(expectation: Expectation, machine: Any, outcome: Outcome) -> str 
             return f"expected {expectation.register} == {expectation.equals} ({wanted_value:#x}), it is {actual:#x}"
         return None
     if expectation.console is not None:
-        if expectation.console not in machine.console_output:
-            return f"expected the console to contain {expectation.console!r}; it shows {machine.console_output!r}"
+        shown = console_of(machine, expectation.vm)
+        if expectation.console not in shown:
+            return f"expected the console to contain {expectation.console!r}; it shows {shown!r}"
         return None
+    if expectation.counter is not None:
+        return _check_counter(expectation, machine)
     if expectation.reference is not None:
         return _check_reference(expectation, machine, outcome)
     if expectation.halted is not None and machine.halted != expectation.halted:
         return f"expected halted = {str(expectation.halted).lower()}, it is {str(machine.halted).lower()}"
+    return None
+
+
+def console_of(machine: Any, vm: int) -> str:
+    """VM `vm`'s console (a machine, or a host with one VM: its only console). Raises KeyError if no such VM."""
+    vms = getattr(machine, "vms", None)
+    if vms is None or vm == 0:
+        if vm:
+            raise KeyError(f"vm {vm}: this machine runs no VMs")
+        return str(machine.console_output)
+    if vm >= len(vms):
+        raise KeyError(f"vm {vm}: the host runs {len(vms)} VM(s)")
+    return str(vms[vm].console_text)
+
+
+def _check_counter(expectation: Expectation, machine: Any) -> str | None:
+    counters = machine.counters()
+    name = expectation.counter
+    if name not in counters:
+        raise KeyError(f"no counter '{name}'; counters: {', '.join(sorted(counters))}")
+    value = counters[name]
+    for wanted, holds, words in ((expectation.equals, lambda w: value == w, "=="),
+                                 (expectation.at_least, lambda w: value >= w, ">="),
+                                 (expectation.at_most, lambda w: value <= w, "<=")):
+        if wanted is not None and not holds(wanted):
+            return f"expected counter {name} {words} {wanted}, it is {value}"
     return None
 
 

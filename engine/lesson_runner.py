@@ -13,6 +13,7 @@ from engine.lesson import (
     ResolvedQuestion,
     check_expectations,
     condition_holds,
+    console_of,
     event_matches,
     read_register,
     resolve_question,
@@ -39,8 +40,9 @@ def build_lesson_machine(lesson: Lesson) -> System:
     memory = ({"memory_mode": setup.memory_mode, "host_levels": setup.host_levels, "software_tlb": setup.software_tlb}
               if setup.mode != "native" else {})
     if setup.kernel:
+        vms = [[program(name) for name in names] for names in setup.vms] or None
         return build_system(setup.mode, user_programs=[program(name) for name in setup.programs],
-                            config=setup.config, **memory)  # type: ignore[arg-type]
+                            config=setup.config, vms=vms, overcommit=setup.overcommit, **memory)  # type: ignore[arg-type]
     if setup.source is not None:
         bare = assemble(setup.source, f"{lesson.path.name}[machine.source]")
     else:
@@ -204,6 +206,8 @@ class LessonRunner:
                     event_matches(e, action.event, action.where, machine.programs) for e in produced):
                 return Outcome(tuple(events), count)
             if action.condition is not None and condition_holds(machine, action.condition):
+                return Outcome(tuple(events), count)
+            if action.console is not None and action.console in console_of(machine, action.vm):
                 return Outcome(tuple(events), count)
         return Outcome(tuple(events), action.max_steps, False)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.costs import CostModel
+from engine.hostmem import OvercommitConfig
 from engine.isa import ARITH_FLAGS, SP, Flag
 from engine.machine import Machine, MachineConfig
 from engine.program import Program
@@ -46,24 +47,34 @@ def _programs(user_programs: Sequence[str | Program]) -> tuple[Program, ...]:
 def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_USER_PROGRAMS,
                  bare: Program | None = None, config: MachineConfig | None = None,
                  costs: CostModel | None = None, memory_mode: str = "relocation", host_levels: int = 4,
-                 software_tlb: int = 0) -> System:
+                 software_tlb: int = 0, vms: Sequence[Sequence[str | Program]] | None = None,
+                 overcommit: OvercommitConfig | None = None) -> System:
     """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0.
 
     The kernel build follows the machine: SOFT_TLB for `config.tlb_managed == "software"`, PARAVIRT for
     pv. `software_tlb` sizes Disco's VMM software TLB (VMM modes with a software-managed TLB only).
+    `vms` runs several VMs on one host, each the kernel with its own user programs (instead of one
+    VM with `user_programs`); `overcommit` gives them a shared, smaller frame pool (nested paging).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     config = config or MachineConfig()
     if mode == "native":
+        if vms is not None or overcommit is not None:
+            raise ValueError("several VMs and overcommit need a VMM mode (trap, bt, pv or hw), not native")
         return bare_machine(bare, config) if bare is not None else boot_kernel_machine(user_programs, config)
     if bare is not None:
-        guest = GuestSpec(bare, (), bare.name, bare=True)
+        guests = [GuestSpec(bare, (), bare.name, bare=True)]
     else:
         kernel = kernel_for(config, paravirtual=mode == "pv")
-        guest = GuestSpec(kernel, _programs(user_programs))
-    return Hypervisor(mode, [guest], guest_memory=config.memory_size, config=config, costs=costs,
-                      memory_mode=memory_mode, host_levels=host_levels, software_tlb=software_tlb)
+        per_vm = [user_programs] if vms is None else list(vms)
+        if not per_vm:
+            raise ValueError("vms must list at least one VM's programs")
+        guests = [GuestSpec(kernel, _programs(programs), f"vm{i}" if len(per_vm) > 1 else "guest")
+                  for i, programs in enumerate(per_vm)]
+    return Hypervisor(mode, guests, guest_memory=config.memory_size, config=config, costs=costs,
+                      memory_mode=memory_mode, host_levels=host_levels, software_tlb=software_tlb,
+                      overcommit=overcommit)
 
 
 @dataclass(frozen=True)

@@ -503,6 +503,8 @@ class Hypervisor:
             return
         vm.stop_reason, vm.exit_code = reason, exit_code
         self._record(VmStopped(self.machine.sink.step, vm.vm_id, reason, exit_code))
+        if self.hostmem is not None:  # a VM that is off holds no machine memory
+            self.hostmem.retire(vm)
         if vm is self.current:
             cpu = self.machine.cpu
             cpu.halt_reason = f"vm{vm.vm_id} stopped: {reason}"

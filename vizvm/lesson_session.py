@@ -47,6 +47,9 @@ def describe_action(action: Action) -> str:
         if action.event:
             article = "an" if action.event[0] in "aeiou" else "a"
             return f"run until {article} {action.event} event{detail}"
+        if action.console is not None:
+            whose = f"vm{action.vm}'s console" if action.vm else "the console"
+            return f"run until {whose} shows {action.console!r}"
         return f"run until {action.condition}"
     return {"none": "nothing to run: look at the machine", "reset": "reset the machine to step 0",
             "goto_label": f"run until pc reaches {action.label}", "breakpoint": f"set a breakpoint at {action.label}",
@@ -68,7 +71,12 @@ def describe_expectation(expectation: Expectation) -> str:
         where = ", ".join(f"{key}={value}" for key, value in expectation.where.items())
         return f"walk reference {expectation.reference} is shown" + (f" ({where})" if where else "")
     if expectation.console is not None:
-        return f"the console shows {expectation.console!r}"
+        whose = f"vm{expectation.vm}'s console" if expectation.vm else "the console"
+        return f"{whose} shows {expectation.console!r}"
+    if expectation.counter is not None:
+        bounds = [f"{words} {value:,}" for words, value in (("==", expectation.equals), (">=", expectation.at_least),
+                                                            ("<=", expectation.at_most)) if value is not None]
+        return f"counter {expectation.counter} " + " and ".join(bounds)
     return "the machine has halted" if expectation.halted else "the machine is still running"
 
 

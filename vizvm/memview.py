@@ -287,6 +287,8 @@ class HostFrames:
     """Guest-physical page numbers each VM's balloon driver holds, by VM id."""
     current: int
     """The running VM's id."""
+    pool: tuple[int, int, int] | None = None
+    """Under overcommit: the host's frame pool as (frames, free, frames page sharing saves)."""
 
 
 def host_frames(machine: object) -> HostFrames | None:
@@ -298,8 +300,11 @@ def host_frames(machine: object) -> HostFrames | None:
     refcounts = dict(machine.frame_refcounts())  # type: ignore[attr-defined]
     ballooned = tuple(frozenset(machine.ballooned_pages(vm.vm_id)) for vm in vms)  # type: ignore[attr-defined]
     current = getattr(machine, "current", None)
+    hostmem = getattr(machine, "hostmem", None)
+    pool = ((hostmem.config.host_frames, hostmem.free_frames, hostmem.saved_frames())
+            if hostmem is not None else None)
     return HostFrames(owners, refcounts, tuple(vm.size // PAGE_SIZE for vm in vms), ballooned,
-                      current.vm_id if current is not None else 0)
+                      current.vm_id if current is not None else 0, pool)
 
 
 def shadow_walk_quietly(machine: Machine, va: int) -> tuple[tuple[int, int], ...]:

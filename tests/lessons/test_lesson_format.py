@@ -68,6 +68,26 @@ def test_valid_lesson_loads(tmp_path: Path) -> None:
     (lambda t: t.replace('{ event = "trap", where = { vector = 13, from_ring = 3 } }',
                          '{ reference = 2, halted = true }'), 1, "expect[0].event", "exactly one of"),
     (lambda t: t.replace('do = "run_until"', 'do = "substeps"'), 1, "action.do", "did you mean 'substep'"),
+    (lambda t: t.replace('programs = ["privileged"]', 'vms = [["hello"], ["hog"]]'), None, "machine.vms",
+     "need a VMM"),
+    (lambda t: t.replace('programs = ["privileged"]', 'mode = "hw"\nvms = [["hello"], "hog"]'), None,
+     "machine.vms", "lists of program names"),
+    (lambda t: t.replace('programs = ["privileged"]', 'mode = "hw"\nvms = [["hello"]]\nprograms = ["hog"]'),
+     None, "machine.vms", "not 'programs'"),
+    (lambda t: t.replace('programs = ["privileged"]', 'mode = "hw"\n[machine.overcommit]\nhost_frames = 64'),
+     None, "machine.overcommit", "memory_mode = \"nested\""),
+    (lambda t: t.replace('programs = ["privileged"]', 'mode = "hw"\nmemory_mode = "nested"\n'
+                         '[machine.overcommit]\nhost_frame = 64'), None, "machine.overcommit.host_frame",
+     "did you mean 'host_frames'"),
+    (lambda t: t.replace('programs = ["privileged"]', 'mode = "hw"\nmemory_mode = "nested"\n'
+                         '[machine.overcommit]\nhost_frames = 0'), None, "machine.overcommit.host_frames",
+     "at least 1"),
+    (lambda t: t.replace('{ event = "trap", where = { vector = 13, from_ring = 3 } }', '{ counter = "traps" }'), 1,
+     "expect[0].counter", "needs 'equals', 'at_least' or 'at_most'"),
+    (lambda t: t.replace('{ event = "trap", where = { vector = 13, from_ring = 3 } }',
+                         '{ console = "x", at_least = 2 }'), 1, "expect[0].at_least", "go with 'counter'"),
+    (lambda t: t.replace('action = { do = "run_until", event = "trap", where = { vector = 13 } }',
+                         'action = { do = "run_until", vm = 1 }'), 1, "action.do", "'console'"),
 ])
 def test_errors_name_file_step_and_field(tmp_path: Path, edit, step, field, message) -> None:  # type: ignore[no-untyped-def]
     path = write(tmp_path, edit(VALID))
@@ -95,3 +115,20 @@ def test_substep_and_reference_load(tmp_path: Path) -> None:
     step = load_lesson(write(tmp_path, text)).steps[0]
     assert step.action.do == "substep" and step.action.count == 4
     assert step.expect[0].reference == 5 and step.expect[0].where == {"dimension": "guest", "level": 1}
+
+
+def test_several_vms_overcommit_console_and_counters_load(tmp_path: Path) -> None:
+    text = VALID.replace('programs = ["privileged"]', 'mode = "hw"\nmemory_mode = "nested"\n'
+                         'vms = [["heap", "hello"], ["hog"]]\n[machine.overcommit]\nhost_frames = 96\n'
+                         'share_interval = 500').replace(
+        'action = { do = "run_until", event = "trap", where = { vector = 13 } }',
+        'action = { do = "run_until", console = "pid 1 exited", vm = 1 }').replace(
+        '{ event = "trap", where = { vector = 13, from_ring = 3 } }', '{ counter = "pages_shared", at_least = 1 }')
+    lesson = load_lesson(write(tmp_path, text))
+    machine = lesson.machine
+    assert machine.vms == (("heap", "hello"), ("hog",))
+    assert machine.overcommit is not None and machine.overcommit.host_frames == 96
+    assert machine.overcommit.share_interval == 500 and machine.overcommit.reclaim_interval == 1_000
+    step = lesson.steps[0]
+    assert (step.action.console, step.action.vm) == ("pid 1 exited", 1)
+    assert (step.expect[0].counter, step.expect[0].at_least) == ("pages_shared", 1)

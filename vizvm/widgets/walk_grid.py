@@ -180,6 +180,11 @@ def host_frames_text(host: HostFrames, s: dict[str, Style], per_row: int, curren
     out = Text(no_wrap=True, overflow="crop")
     owners = host.owners
     out.append(f"\nhPA frames: host memory by owner ({len(owners) * 4} KiB)\n", style=s["heading"])
+    if host.pool is not None:
+        frames, free, saved = host.pool
+        out.append(f"overcommit pool: {frames} frames for {len(host.vm_pages)} VM(s) of "
+                   f"{sum(host.vm_pages)} gPA pages · {frames - free} used · {free} free · "
+                   f"sharing saves {saved}\n", style=s["muted"])
     for start in range(0, len(owners), per_row):
         out.append(f"hPA {start * 4096:06x} ", style=s["muted"])
         for frame in range(start, min(start + per_row, len(owners))):
