@@ -132,3 +132,19 @@ def test_several_vms_overcommit_console_and_counters_load(tmp_path: Path) -> Non
     step = lesson.steps[0]
     assert (step.action.console, step.action.vm) == ("pid 1 exited", 1)
     assert (step.expect[0].counter, step.expect[0].at_least) == ("pages_shared", 1)
+
+
+def test_run_until_console_and_counter_expectations_are_checked(tmp_path: Path) -> None:
+    from engine.lesson_runner import check_lesson
+
+    text = VALID.replace('programs = ["privileged"]', 'programs = ["hello"]').replace(
+        'action = { do = "run_until", event = "trap", where = { vector = 13 } }',
+        'action = { do = "run_until", console = "Hello" }').replace(
+        '{ event = "trap", where = { vector = 13, from_ring = 3 } }',
+        '{ counter = "instructions", at_least = 100 }, { counter = "instructions", at_most = 5 }, '
+        '{ counter = "no_such_counter", equals = 1 }, { console = "Hello", vm = 1 }')
+    failures = check_lesson(load_lesson(write(tmp_path, text)))
+    assert len(failures) == 3, failures
+    assert "expect[1]: expected counter instructions <= 5, it is" in failures[0]
+    assert "no counter 'no_such_counter'" in failures[1] and "instructions" in failures[1]
+    assert "vm 1: this machine runs no VMs" in failures[2]
