@@ -209,6 +209,8 @@ class Hypervisor:
                                             hostmem.violation(vm, gpa, write, present))
                 hostmem.load(vm, image)
         self.machine.programs = tuple(p for g in guests for p in (g.kernel, *g.modules))
+        self.guests: tuple[GuestSpec, ...] = tuple(guests)
+        """What each VM runs, by VM id."""
         self.current = self.vms[0]
         self.slice_used = 0
         self.vpid_tagging = memory_mode == "nested"  # EPT came with VPID-tagged TLBs: no flush on a VM switch

@@ -38,6 +38,7 @@ SHOTS: tuple[tuple[str, str, tuple[int, int], str | None], ...] = (
     ("nested-walk", "nested-walk", (160, 50), None),
     ("shadow-fill", "shadow-fill", (160, 50), None),
     ("host-frames", "host-frames", (160, 50), None),
+    ("overcommit", "overcommit", (160, 50), None),
     ("shadow-fill-projector-dark", "shadow-fill", (160, 50), "vizvm-projector-dark"),
     ("nested-walk-projector-light", "nested-walk", (160, 50), "vizvm-projector-light"),
 )

@@ -97,3 +97,18 @@ def test_software_tlb_option_for_trace_and_compare(capsys: pytest.CaptureFixture
     assert "hardware assist" not in out and "tlbwr_emulated" in out and "NO" not in out.split("cycles (cost")[0]
     assert main(["trace", "hello", "--tlb", "software", "--mode", "hw"]) == 1
     assert "hardware assist" in capsys.readouterr().err
+
+
+def test_trace_several_vms_on_an_overcommitted_host(capsys: pytest.CaptureFixture[str]) -> None:
+    """--vms 2 --overcommit 120: two identical guests share 120 frames; each VM's console is printed."""
+    assert main(["trace", "hello", "--mode", "hw", "--vms", "2", "--overcommit", "120", "--steps", "400000",
+                 "--kinds", "share,vm-stop"]) == 0
+    out = capsys.readouterr().out
+    assert "share: vm=" in out and out.count("vm-stop:") == 2
+    assert "console output (vm0: power off):" in out and "console output (vm1: power off):" in out
+    assert out.count("Hello from user space!") == 2
+    assert "pages_shared=" in out and "host_frames_used=0" in out
+    for bad, message in ((["--vms", "2"], "need a VMM"), (["--mode", "hw", "--vms", "9"], "1 to 8"),
+                         (["--mode", "hw", "--memory", "shadow", "--overcommit", "64"], "needs memory_mode='nested'")):
+        assert main(["trace", "hello", *bad]) == 1
+        assert message in capsys.readouterr().err

@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="who fills the TLB: hardware (the MMU walks the page tables, the default) or "
                                      "software (a miss traps to the kernel's handler, which uses tlbwr; "
                                      "not with --mode hw)")
+    for sub_parser in (trace, run):
+        sub_parser.add_argument("--vms", type=int, default=1, metavar="N",
+                                help="with --mode: run N identical VMs on one host (1-8, default 1)")
+        sub_parser.add_argument("--overcommit", type=int, default=None, metavar="FRAMES",
+                                help="with --mode trap, pv or hw: the VMs share a pool of FRAMES machine frames "
+                                     "(nested paging; frames on first touch, page sharing, ballooning)")
     for opens_app in (lesson, run, serve):  # also accepted after the command
         opens_app.add_argument("--projector", action="store_true", default=argparse.SUPPRESS,
                                help="classroom mode (as before the command)")

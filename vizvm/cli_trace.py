@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from engine.isa import REGISTER_NAMES
 from engine.machine import MachineConfig
+from engine.program import Program
 from engine.programs import DEFAULT_USER_PROGRAMS, sample_names
 from engine.systems import System, build_system, guest_view
 from engine.worlds import WorldTracker
@@ -21,24 +22,42 @@ TRACE_FORMAT_VERSION = 1
 
 
 def build_machine(program: str | None, *, under_kernel: bool, seed: int = 0, mode: str = "native",
-                  memory_mode: str = "relocation", tlb_managed: str = "hardware") -> System:
-    """The system `vizvm trace`/`run`/`compare` mean by PROGRAM in `mode` (see `vizvm trace --help`)."""
+                  memory_mode: str = "relocation", tlb_managed: str = "hardware", vms: int = 1,
+                  host_frames: int | None = None) -> System:
+    """The system `vizvm trace`/`run`/`compare` mean by PROGRAM in `mode` (see `vizvm trace --help`).
+
+    `vms` > 1 runs that many identical VMs (each the kernel with the program); `host_frames` overcommits
+    them on a pool of that many machine frames (nested paging).
+    """
     from engine.asm import assemble_file
+    from engine.hostmem import OvercommitConfig
 
     config = MachineConfig(seed=seed, tlb_managed=tlb_managed).validate()
-    memory = {"memory_mode": memory_mode} if mode != "native" else {}
-    if program is None:
-        return build_system(mode, user_programs=DEFAULT_USER_PROGRAMS, config=config, **memory)  # type: ignore[arg-type]
-    path = Path(program)
-    if not path.is_file() and program in sample_names():
-        return build_system(mode, user_programs=(program,), config=config, **memory)  # type: ignore[arg-type]
-    if not path.is_file():
+    if (vms != 1 or host_frames is not None) and mode == "native":
+        raise ValueError("--vms and --overcommit need a VMM: add --mode trap, pv or hw")
+    if not 1 <= vms <= 8:
+        raise ValueError(f"--vms must be 1 to 8, got {vms}")
+    if host_frames is not None and memory_mode == "relocation":
+        memory_mode = "nested"  # overcommit remaps guest pages in the host's nested tables
+    overcommit = OvercommitConfig(host_frames, seed=seed).validate() if host_frames is not None else None
+    memory: dict[str, Any] = {"memory_mode": memory_mode} if mode != "native" else {}
+    if overcommit is not None:
+        memory["overcommit"] = overcommit
+    path = Path(program) if program is not None else None
+    if path is None or (not path.is_file() and program in sample_names()):
+        programs: tuple[str | Program, ...] = DEFAULT_USER_PROGRAMS if program is None else (program,)
+    elif not path.is_file():
         raise FileNotFoundError(f"{program}: no such file, and not a shipped sample "
                                 f"(samples: {', '.join(sample_names())})")
-    assembled = assemble_file(path)
-    if under_kernel:
-        return build_system(mode, user_programs=(assembled,), config=config, **memory)  # type: ignore[arg-type]
-    return build_system(mode, bare=assembled, config=config, **memory)  # type: ignore[arg-type]
+    elif under_kernel:
+        programs = (assemble_file(path),)
+    elif vms > 1 or overcommit is not None:
+        raise ValueError("several VMs each boot the kernel: add --kernel to run the .s file as its process")
+    else:
+        return build_system(mode, bare=assemble_file(path), config=config, **memory)
+    if vms > 1 or overcommit is not None:
+        memory["vms"] = [programs] * vms
+    return build_system(mode, user_programs=programs, config=config, **memory)
 
 
 def summary(machine: System, mode: str = "native") -> dict[str, Any]:
@@ -64,7 +83,8 @@ def run_trace(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         machine = build_machine(args.program, under_kernel=args.kernel, seed=args.seed, mode=args.mode,
-                                memory_mode=args.memory, tlb_managed=args.tlb)
+                                memory_mode=args.memory, tlb_managed=args.tlb, vms=args.vms,
+                                host_frames=args.overcommit)
     except AsmErrors as errors:
         print(errors, file=sys.stderr)
         return 1
@@ -95,6 +115,9 @@ def run_trace(args: argparse.Namespace, out: TextIO) -> int:
         regs = "  ".join(f"{k}={v:#x}" for k, v in final["registers"].items())
         out.write(f"registers: {regs}\n")
         out.write("counters: " + ", ".join(f"{k}={v}" for k, v in final["counters"].items()) + "\n")
-        text = machine.console_output
-        out.write("console output:\n" + text + ("" if text.endswith("\n") else "\n"))
+        vms = getattr(machine, "vms", ())
+        consoles = ([(f" (vm{vm.vm_id}: {vm.stop_reason or 'running'})", vm.console_text) for vm in vms]
+                    if len(vms) > 1 else [("", machine.console_output)])
+        for whose, text in consoles:
+            out.write(f"console output{whose}:\n" + text + ("" if text.endswith("\n") else "\n"))
     return 0

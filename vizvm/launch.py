@@ -23,6 +23,8 @@ def launch_app(args: argparse.Namespace) -> int:
     under_kernel = bool(getattr(args, "kernel", False))
     mode: str | None = getattr(args, "mode", None)  # `--mode MODE`: natively or under the VMM
     memory: str = getattr(args, "memory", None) or "relocation"  # `--memory`: how the VMM virtualizes memory
+    if getattr(args, "overcommit", None) is not None and memory == "relocation":
+        memory = "nested"
     if memory != "relocation" and mode in (None, "native"):
         sys.stderr.write("vizvm: --memory needs a VMM: add --mode trap, bt, pv or hw\n")
         return 2
@@ -35,7 +37,8 @@ def launch_app(args: argparse.Namespace) -> int:
 
         try:
             machine, title = build_machine(program, under_kernel, mode or "native", memory,
-                                           getattr(args, "tlb", "hardware"))
+                                           getattr(args, "tlb", "hardware"), getattr(args, "vms", 1),
+                                           getattr(args, "overcommit", None))
         except AsmErrors as errors:
             startup_error = (f"{program} does not assemble",
                              f"{errors}\n\nShowing the shipped kernel instead. Fix the file, then load it "

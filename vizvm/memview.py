@@ -289,6 +289,8 @@ class HostFrames:
     """The running VM's id."""
     pool: tuple[int, int, int] | None = None
     """Under overcommit: the host's frame pool as (frames, free, frames page sharing saves)."""
+    backed: tuple[frozenset[int], ...] = ()
+    """Under overcommit: the guest-physical pages with a host frame behind them, by VM id."""
 
 
 def host_frames(machine: object) -> HostFrames | None:
@@ -301,10 +303,13 @@ def host_frames(machine: object) -> HostFrames | None:
     ballooned = tuple(frozenset(machine.ballooned_pages(vm.vm_id)) for vm in vms)  # type: ignore[attr-defined]
     current = getattr(machine, "current", None)
     hostmem = getattr(machine, "hostmem", None)
-    pool = ((hostmem.config.host_frames, hostmem.free_frames, hostmem.saved_frames())
-            if hostmem is not None else None)
+    pool: tuple[int, int, int] | None = None
+    backed: tuple[frozenset[int], ...] = ()
+    if hostmem is not None:
+        pool = (hostmem.config.host_frames, hostmem.free_frames, hostmem.saved_frames())
+        backed = tuple(frozenset(pages) for pages in hostmem.pmap)
     return HostFrames(owners, refcounts, tuple(vm.size // PAGE_SIZE for vm in vms), ballooned,
-                      current.vm_id if current is not None else 0, pool)
+                      current.vm_id if current is not None else 0, pool, backed)
 
 
 def shadow_walk_quietly(machine: Machine, va: int) -> tuple[tuple[int, int], ...]:

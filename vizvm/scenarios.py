@@ -266,10 +266,37 @@ async def host_frames(pilot: Pilot[None]) -> None:
     await _maximize_mapper(pilot, end=True)
 
 
+OVERCOMMIT_STEP = 470_000
+"""Two overcommitted VMs (heap, hog on 120 frames): pages shared, balloons inflating under pressure."""
+
+
+def overcommitted_host() -> object:
+    """Lesson 13's host: vm0 runs heap and vm1 hog, on 120 machine frames for 512 guest pages."""
+    from engine.hostmem import OvercommitConfig
+    from engine.systems import build_system
+
+    return build_system("hw", vms=[["heap"], ["hog"]], memory_mode="nested",
+                        overcommit=OvercommitConfig(host_frames=120))
+
+
+async def overcommit(pilot: Pilot[None]) -> None:
+    """Two VMs on an overcommitted host: frames by owner, shared frames, ballooned pages (mapper maximized)."""
+    from typing import cast
+
+    from engine.machine import Machine
+
+    screen = machine_screen(pilot.app)
+    screen.load_machine(cast(Machine, overcommitted_host()))
+    await pilot.pause()
+    screen.bridge.go_to(OVERCOMMIT_STEP)
+    await wait_stopped(pilot)
+    await _maximize_mapper(pilot, end=True)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "boot": boot, "trap-taken": trap_taken, "page-walk": page_walk, "halted": halted, "help": help_screen,
     "palette": palette, "trap-syscall": trap_syscall, "bt-cache": bt_cache, "hw-exit": hw_exit,
     "compare-divergence": compare_divergence, "popf-compare": popf_compare, "nested-walk": nested_walk,
-    "shadow-fill": shadow_fill, "host-frames": host_frames,
+    "shadow-fill": shadow_fill, "host-frames": host_frames, "overcommit": overcommit,
 }
 """Scenario name (also the screenshot file name) -> scenario."""

@@ -495,11 +495,22 @@ class StatusState:
 
 def machine_title(machine: Machine) -> str:
     """A short description of what is loaded (``kernel + hello, count``)."""
-    names = [p.name.rsplit("/", 1)[-1].removesuffix(".s") for p in machine.programs]
+    names = [_short(p.name) for p in machine.programs]
     mode = getattr(machine, "mode", "native")  # a Hypervisor: say which VMM mode runs the guest
     under = "" if mode == "native" else f" · {MODE_TITLES.get(mode, mode)}"
     if not names:
         return "empty machine"
     if len(names) == 1:
         return f"{names[0]} (bare metal){under}"
+    vms = getattr(machine, "vms", ())
+    if len(vms) > 1:  # several VMs: what each runs
+        hostmem = getattr(machine, "hostmem", None)
+        pool = f" · overcommit: {hostmem.config.host_frames} frames" if hostmem is not None else ""
+        guests = {" + ".join(_short(p.name) for p in (g.kernel, *g.modules)) for g in machine.guests}  # type: ignore[attr-defined]
+        what = f"{guests.pop()} each" if len(guests) == 1 else "different guests"
+        return f"{len(vms)} VMs: {what}{under}{pool}"
     return f"{names[0]} + {', '.join(names[1:])}{under}"
+
+
+def _short(name: str) -> str:
+    return name.rsplit("/", 1)[-1].removesuffix(".s")

@@ -228,7 +228,7 @@ class VCpuState:
     pending: tuple[int, ...] = ()
     """Interrupts the VMM holds back until the guest's virtual IF is set."""
     guest_memory: tuple[int, int] = (0, 0)
-    """(host-physical base, size) of the VM's memory."""
+    """(host-physical base, size) of the VM's memory; base -1: frames from an overcommitted host's pool."""
 
 
 def vcpu_state(system: Any) -> VCpuState | None:
@@ -238,13 +238,14 @@ def vcpu_state(system: Any) -> VCpuState | None:
         return None
     cpu, vm = system.cpu, system.current
     vcpu = vm.vcpu
+    memory = (-1 if getattr(system, "hostmem", None) is not None else vm.base, vm.size)  # -1: the host's pool
     real_if = "1" if cpu.flags & IF else "0"
     if mode == "hw":  # guest mode: the real registers hold the guest's own state
         same = [("ring", str(cpu.ring)), ("IF", real_if)] + [
             (name, f"{getattr(cpu, name):08x}") for name in ("cr0", "cr3", "ksp", "idtr")]
         rows = tuple(VCpuRow(name, value, value) for name, value in same)
         note = "guest mode: the CPU itself holds the guest's ring, IF and trap table; exits save them"
-        return VCpuState(mode, rows, note, (), (vm.base, vm.size))
+        return VCpuState(mode, rows, note, (), memory)
     rows = (
         VCpuRow("ring", str(cpu.ring), str(vcpu.ring),
                 "the guest kernel runs deprivileged" if cpu.ring != vcpu.ring else ""),
@@ -259,7 +260,7 @@ def vcpu_state(system: Any) -> VCpuState | None:
     note = {"trap": "privileged instructions trap and are emulated on the virtual CPU",
             "bt": "translated code calls the VMM for privileged and sensitive instructions",
             "pv": "the guest asks the hypervisor by hypercall"}[mode]
-    return VCpuState(mode, rows, note, tuple(sorted(vcpu.pending)), (vm.base, vm.size))
+    return VCpuState(mode, rows, note, tuple(sorted(vcpu.pending)), memory)
 
 
 # ---------------------------------------------------------------------------------------------- run goals

@@ -140,12 +140,35 @@ def test_host_frames_mark_shared_frames_and_ballooned_pages() -> None:
     assert "shared: refcount" in text and "ballooned gPA page" in text and "vm1 memory" in text
 
 
+async def test_an_overcommitted_host_shows_its_pool_shared_frames_and_balloons() -> None:
+    """Two VMs on 120 frames: the title says so, the map shows the pool, shared frames and ballooned pages,
+    all as the engine holds them."""
+    from vizvm.scenarios import OVERCOMMIT_STEP
+
+    app = make_app(demo_machine())
+    async with app.run_test(size=(160, 50)) as pilot:
+        await SCENARIOS["overcommit"](pilot)
+        screen = machine_screen(app)
+        host = screen.bridge.machine
+        assert host.steps == OVERCOMMIT_STEP
+        assert screen.bridge.title == "2 VMs: different guests · hardware assist · overcommit: 120 frames"
+        text = _plain(screen.query_one(MemoryMapper))
+        hostmem = host.hostmem  # type: ignore[attr-defined]
+        used = hostmem.config.host_frames - hostmem.free_frames
+        assert f"pool 120 frames for 512 gPA pages · {used} used · {hostmem.free_frames} free" in text
+        ballooned = [len(host.ballooned_pages(vm.vm_id)) for vm in host.vms]  # type: ignore[attr-defined]
+        assert sum(ballooned) > 0 and f"vm0 gPA pages · {ballooned[0]} ballooned" in text.replace(" (running)", "")
+        assert text.count(BALLOON) >= sum(ballooned)
+        assert host.frame_refcounts() and "shared: refcount" in text  # type: ignore[attr-defined]
+
+
 class TestMapperSnapshots:
     """The mapper under a VMM at 160x50: the nested grid mid-walk, the shadow view, the host frame map."""
 
-    @pytest.mark.parametrize("name", ["nested-walk", "shadow-fill", "host-frames"])
+    @pytest.mark.parametrize("name", ["nested-walk", "shadow-fill", "host-frames", "overcommit"])
     def test_state(self, snap_compare: SnapCompare, name: str) -> None:
-        """A cold 2-D walk shown up to reference 7; a shadow entry a trap just filled; host frames by owner."""
+        """A cold 2-D walk shown up to reference 7; a shadow entry a trap just filled; host frames by owner;
+        two overcommitted VMs with shared frames and balloons."""
         app = make_app(demo_machine())
         assert snap_compare(app, run_before=with_no_blink(SCENARIOS[name]), terminal_size=(160, 50))
 

@@ -16,14 +16,15 @@ from vizvm.screens.dialogs import ErrorDialog
 
 
 def build_machine(program: str | None, under_kernel: bool, mode: str = "native",
-                  memory_mode: str = "relocation", tlb_managed: str = "hardware") -> tuple[Machine, str]:
+                  memory_mode: str = "relocation", tlb_managed: str = "hardware", vms: int = 1,
+                  host_frames: int | None = None) -> tuple[Machine, str]:
     """The machine for PROGRAM as `vizvm run` means it, natively or under a VMM `mode` (raises AsmErrors,
     OSError or ValueError). The app drives a Hypervisor through the same bridge as a Machine."""
     from vizvm.cli_trace import build_machine as build
     from vizvm.viewmodel import machine_title
 
     machine = cast(Machine, build(program, under_kernel=under_kernel, mode=mode, memory_mode=memory_mode,
-                                  tlb_managed=tlb_managed))
+                                  tlb_managed=tlb_managed, vms=vms, host_frames=host_frames))
     return machine, machine_title(machine)
 
 

@@ -18,10 +18,12 @@ OWNER_GLYPHS = {"vmm": "M", "free": "·", "shared": "="}
 """Host-frame owners' glyphs; ``vmN`` is drawn as its digit, a VM's tables as H (host) or S (shadow)."""
 BALLOON = "○"
 """A guest-physical page the VM's balloon driver holds (its host frame was given back)."""
+BACKED = "▪"
+"""A guest-physical page of a VM that is not running, with a host frame behind it."""
 HOST_LEGEND = (("M", "owner-vmm", "VMM"), ("0", "owner-vm0", "vm0 memory"), ("1", "owner-vm1", "vm1 memory"),
                ("H", "owner-tables", "host tables (nested)"), ("S", "owner-tables", "shadow tables"),
                ("2", "owner-shared", "shared: refcount"), ("·", "owner-free", "free"),
-               (BALLOON, "balloon", "ballooned gPA page"))
+               (BALLOON, "balloon", "ballooned gPA page"), (BACKED, "muted", "backed gPA page"))
 ACTION_TEXT = {"fill": "filled by the trap", "resync": "dropped (resync)", "": ""}
 
 
@@ -182,9 +184,8 @@ def host_frames_text(host: HostFrames, s: dict[str, Style], per_row: int, curren
     out.append(f"\nhPA frames: host memory by owner ({len(owners) * 4} KiB)\n", style=s["heading"])
     if host.pool is not None:
         frames, free, saved = host.pool
-        out.append(f"overcommit pool: {frames} frames for {len(host.vm_pages)} VM(s) of "
-                   f"{sum(host.vm_pages)} gPA pages · {frames - free} used · {free} free · "
-                   f"sharing saves {saved}\n", style=s["muted"])
+        out.append(f"pool {frames} frames for {sum(host.vm_pages)} gPA pages · {frames - free} used · "
+                   f"{free} free · sharing saves {saved}\n", style=s["muted"])
     for start in range(0, len(owners), per_row):
         out.append(f"hPA {start * 4096:06x} ", style=s["muted"])
         for frame in range(start, min(start + per_row, len(owners))):
@@ -204,6 +205,8 @@ def host_frames_text(host: HostFrames, s: dict[str, Style], per_row: int, curren
                 elif running and current_pages is not None and page < len(current_pages):
                     owner = current_pages[page]
                     out.append(page_chars[owner], style=s[f"frame-{owner}"])
+                elif not running and vm_id < len(host.backed) and page in host.backed[vm_id]:
+                    out.append(BACKED, style=s[f"owner-vm{vm_id % 3}"])
                 else:
                     out.append("·", style=s["owner-free"])
             out.append("\n")
@@ -212,6 +215,8 @@ def host_frames_text(host: HostFrames, s: dict[str, Style], per_row: int, curren
         present.add("2")
     if any(host.ballooned):
         present.add(BALLOON)
+    if any(backed for vm_id, backed in enumerate(host.backed) if vm_id != host.current):
+        present.add(BACKED)
     legend = [item for item in HOST_LEGEND if item[0] in present]
     for number, (glyph, style, text) in enumerate(legend):
         out.append(f" {glyph}", style=s[style])
