@@ -237,3 +237,21 @@ async def test_unknown_lesson_name_shows_a_dialog() -> None:
         await pilot.pause()
         await pilot.pause()
         assert isinstance(app.screen, ErrorDialog) and "01-privileged-instructions" in app.screen.text
+
+
+async def test_n_and_p_work_while_the_number_field_has_the_keyboard() -> None:
+    """The answer field takes digits and hex, but n still reveals and p still goes back (they are no digits)."""
+    app = make_app(home=True, lesson="02")
+    async with app.run_test(size=(160, 50)) as pilot:
+        screen = await lesson_screen(pilot)
+        session = screen.session
+        await pilot.press("n")
+        await pilot.pause()
+        assert session.index == 1 and session.asking and isinstance(app.focused, Input)
+        await pilot.press("1", "a", "n")
+        await pilot.pause()
+        assert not session.asking and session.answer is None, "n revealed without answering (not scored)"
+        assert screen.query_one("#question-input", Input).value == "1a"
+        await pilot.press("p")
+        await pilot.pause()
+        assert session.index == 0

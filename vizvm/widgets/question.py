@@ -20,6 +20,15 @@ NUMBER_CHARACTERS = r"[0-9a-fA-FxX_ ]*"
 """What a number or address answer may contain: decimal, or hex with 0x."""
 
 
+class AnswerInput(Input):
+    """The number answer field: it takes only the characters a number can hold, so the lesson's own keys
+    (n next, p previous) still work while it has the keyboard."""
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        """Consume only characters a decimal or 0x-hex number may contain."""
+        return character is not None and len(character) == 1 and character in "0123456789abcdefABCDEFxX_ "
+
+
 class ChoiceList(OptionList):
     """The choices of a question; Enter or a digit answers."""
 
@@ -49,8 +58,8 @@ class QuestionBox(Vertical):
         yield Static("Predict", id="question-heading")
         yield Static(id="question-prompt")
         yield ChoiceList(id="question-choices")
-        yield Input(placeholder="your answer: decimal, or hex with 0x", restrict=NUMBER_CHARACTERS,
-                    id="question-input")
+        yield AnswerInput(placeholder="your answer: decimal, or hex with 0x", restrict=NUMBER_CHARACTERS,
+                          id="question-input")
         yield Static(id="question-problem")
         yield Static(id="question-reveal")
 
