@@ -464,6 +464,11 @@ class EngineBridge:
         """Port accesses in the window and the console output."""
         ports = self.machine.ports.counters
         events = tuple(e for e in self.recording.events(frozenset({"io"})) if isinstance(e, PortIO))
+        vms = getattr(self.machine, "vms", ())
+        if len(vms) > 1:  # several VMs: the running one's console
+            current = self.machine.current  # type: ignore[attr-defined]
+            return vm.IoState(events, current.console_text, ports["port_reads"], ports["port_writes"],
+                              self.machine.steps, f"vm{current.vm_id}")
         return vm.IoState(events, self.machine.console_output, ports["port_reads"], ports["port_writes"],
                           self.machine.steps)
 

@@ -457,6 +457,8 @@ class IoState:
     reads: int
     writes: int
     current: int
+    whose: str = ""
+    """Whose console it is when a host runs several VMs (the running one: `vm1`), else empty."""
 
 
 @dataclass(frozen=True)

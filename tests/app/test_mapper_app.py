@@ -160,6 +160,9 @@ async def test_an_overcommitted_host_shows_its_pool_shared_frames_and_balloons()
         assert sum(ballooned) > 0 and f"vm0 gPA pages · {ballooned[0]} ballooned" in text.replace(" (running)", "")
         assert text.count(BALLOON) >= sum(ballooned)
         assert host.frame_refcounts() and "shared: refcount" in text  # type: ignore[attr-defined]
+        running = host.current  # type: ignore[attr-defined]
+        io = screen.bridge.io_state()  # the console panel shows the running VM's console, and says whose
+        assert (io.whose, io.console) == (f"vm{running.vm_id}", running.console_text)
 
 
 class TestMapperSnapshots:

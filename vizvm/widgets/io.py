@@ -49,7 +49,7 @@ class IoPanel(PanelMixin, Widget, can_focus=True):
         console_rows = max(2, (height - 2) // 2)
         port_rows = height - console_rows - 2
         out = Text(no_wrap=True, overflow="ellipsis")
-        out.append("console output\n", style=s["heading"])
+        out.append(f"console output{' · ' + state.whose if state.whose else ''}\n", style=s["heading"])
         lines = [line[-width:] for line in state.console.split("\n")] if state.console else []
         shown = lines[-console_rows:]
         if not shown:
