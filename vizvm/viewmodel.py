@@ -102,6 +102,11 @@ def code_state(machine: Machine, breakpoints: frozenset[int]) -> CodeState:
     """Disassemble CODE_BEFORE instructions before pc and CODE_AFTER after it."""
     cpu = machine.cpu
     pc = cpu.pc & ~(INSTRUCTION_SIZE - 1)
+    current = getattr(machine, "current", None)
+    if current is not None and current.stop_reason is not None and getattr(machine, "hostmem", None) is not None:
+        # An overcommitted host took the stopped VM's frames back: there is no code left to show.
+        gone = CodeLine(pc, f"(vm{current.vm_id} is off: its frames are back in the host pool)", "", None, "", False)
+        return CodeState((gone,), cpu.pc, breakpoints, f"vm{current.vm_id} off", cpu.ring, cpu.paging)
     start = max(pc - CODE_BEFORE * INSTRUCTION_SIZE, 0)
     lines: list[CodeLine] = []
     page_cache: dict[int, tuple[int | None, tuple[int, int] | None]] = {}

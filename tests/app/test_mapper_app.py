@@ -15,7 +15,7 @@ from tests.app.demo_machine import demo_machine, demo_program
 from tests.app.test_snapshots import SnapCompare, with_no_blink
 from vizvm.app import make_app
 from vizvm.memview import HostFrames
-from vizvm.scenarios import SCENARIOS, machine_screen
+from vizvm.scenarios import SCENARIOS, machine_screen, wait_stopped
 from vizvm.widgets.mapper import FRAME_CHARS, MemoryMapper
 from vizvm.widgets.walk_grid import BALLOON, host_frames_text
 
@@ -163,6 +163,12 @@ async def test_an_overcommitted_host_shows_its_pool_shared_frames_and_balloons()
         running = host.current  # type: ignore[attr-defined]
         io = screen.bridge.io_state()  # the console panel shows the running VM's console, and says whose
         assert (io.whose, io.console) == (f"vm{running.vm_id}", running.console_text)
+        screen.bridge.go_to(OVERCOMMIT_STEP + 200_000)  # both VMs power off and give their frames back
+        await wait_stopped(pilot)
+        assert host.halted
+        code = screen.bridge.code_state()
+        assert [line.text for line in code.lines] == [f"(vm{host.current.vm_id} is off: its frames are back "  # type: ignore[attr-defined]
+                                                      "in the host pool)"]
 
 
 class TestMapperSnapshots:
