@@ -30,9 +30,8 @@ from engine.hostmem import OvercommitConfig
 from engine.isa import PAGE_SHIFT, PTE_FRAME_MASK, PTE_P
 from engine.machine import Machine, MachineConfig
 from engine.mmu import split_levels
-from engine.programs import assemble_shipped, kernel_for
 from engine.systems import System, build_system
-from engine.vmm import GuestSpec, Hypervisor
+from engine.vmm import Hypervisor
 
 WORKLOAD = "heap"
 HEAP_DONE = "heap: 96 demand-zero pages written and read back"
@@ -85,13 +84,8 @@ def make_system(paging: str, levels: int, host_levels: int, cache: int = 0) -> S
     config = MachineConfig(page_levels=levels)
     if paging == "native":
         return build_system("native", user_programs=(WORKLOAD,), config=config)
-    if not cache:
-        return build_system("hw", user_programs=(WORKLOAD,), config=config, memory_mode=paging,
-                            host_levels=host_levels)
-    # build_system has no nested_cache parameter: build the same single-guest hypervisor it would, plus the cache.
-    guest = GuestSpec(kernel_for(config), (assemble_shipped(WORKLOAD),))
-    return Hypervisor("hw", [guest], guest_memory=config.memory_size, config=config, memory_mode=paging,
-                      host_levels=host_levels, nested_cache=cache)
+    return build_system("hw", user_programs=(WORKLOAD,), config=config, memory_mode=paging,
+                        host_levels=host_levels, nested_cache=cache)
 
 
 def guest_to_host(system: System) -> Callable[[int], int]:
@@ -269,12 +263,11 @@ def run_identical_vms(count: int, steps_per_vm: int, share_interval: int, share_
                       expected: str) -> SharingRun:
     """`count` VMs, each the kernel with the sharing programs, on a host with a frame for every guest page."""
     config = MachineConfig()
-    modules = tuple(assemble_shipped(name) for name in SHARING_PROGRAMS)
-    guests = [GuestSpec(kernel_for(config), modules, name=f"vm{i}") for i in range(count)]
     overcommit = OvercommitConfig(host_frames=count * (config.memory_size >> PAGE_SHIFT), share_interval=share_interval,
                                   share_batch=share_batch, reclaim_interval=0)  # plenty of frames: no ballooning
-    hv = Hypervisor("hw", guests, guest_memory=config.memory_size, config=config, memory_mode="nested",
-                    overcommit=overcommit, quantum=QUANTUM)
+    hv = build_system("hw", vms=[SHARING_PROGRAMS] * count, config=config, memory_mode="nested",
+                      overcommit=overcommit)
+    assert isinstance(hv, Hypervisor) and hv.quantum == QUANTUM
     hv.run(count * steps_per_vm)  # round robin in whole time slices: every VM has run exactly steps_per_vm steps
     host = hv.hostmem
     assert host is not None

@@ -135,12 +135,13 @@ class HostMemory:
         vm.nested.map_page(page << PAGE_SHIFT, frame << PAGE_SHIFT, writable)
         self._flush(vm)
 
-    def _unmap(self, vm: VM, page: int) -> int | None:
+    def _unmap(self, vm: VM, page: int, *, flush: bool = True) -> int | None:
         """Drop vm's mapping of `page`; returns the frame if nobody maps it any more (now free)."""
         assert vm.nested is not None
         frame = self.pmap[vm.vm_id].pop(page, None)
         vm.nested.unmap_page(page << PAGE_SHIFT)
-        self._flush(vm)
+        if flush:
+            self._flush(vm)
         if frame is None:
             return None
         sharers = self.rmap[frame]
@@ -266,17 +267,9 @@ class HostMemory:
         if vm.vm_id in self.final:
             return
         self.final[vm.vm_id] = self.guest_memory(vm)
-        assert vm.nested is not None
         for page in sorted(self.pmap[vm.vm_id]):
-            frame = self.pmap[vm.vm_id].pop(page)
-            vm.nested.unmap_page(page << PAGE_SHIFT)
-            self.rmap[frame].discard((vm.vm_id, page))
-            self.refs[frame] -= 1
-            if self.refs[frame] == 0:
-                del self.refs[frame], self.rmap[frame]
-                self._forget_shared(frame)
-                self._release(frame)
-        self._flush(vm)
+            self._unmap(vm, page, flush=False)
+        self._flush(vm)  # once, not per page
         self.balloon[vm.vm_id].clear()
         self.target[vm.vm_id], self.driver[vm.vm_id] = 0, False
         self._used()

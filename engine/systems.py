@@ -48,13 +48,14 @@ def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_
                  bare: Program | None = None, config: MachineConfig | None = None,
                  costs: CostModel | None = None, memory_mode: str = "relocation", host_levels: int = 4,
                  software_tlb: int = 0, vms: Sequence[Sequence[str | Program]] | None = None,
-                 overcommit: OvercommitConfig | None = None) -> System:
+                 overcommit: OvercommitConfig | None = None, nested_cache: int = 0) -> System:
     """The shipped kernel with `user_programs` (or one bare-metal program) in `mode`, at step 0.
 
     The kernel build follows the machine: SOFT_TLB for `config.tlb_managed == "software"`, PARAVIRT for
     pv. `software_tlb` sizes Disco's VMM software TLB (VMM modes with a software-managed TLB only).
     `vms` runs several VMs on one host, each the kernel with its own user programs (instead of one
     VM with `user_programs`); `overcommit` gives them a shared, smaller frame pool (nested paging).
+    `nested_cache` sizes the nested TLB (page-walk cache) under nested paging.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -74,7 +75,7 @@ def build_system(mode: str, *, user_programs: Sequence[str | Program] = DEFAULT_
                   for i, programs in enumerate(per_vm)]
     return Hypervisor(mode, guests, guest_memory=config.memory_size, config=config, costs=costs,
                       memory_mode=memory_mode, host_levels=host_levels, software_tlb=software_tlb,
-                      overcommit=overcommit)
+                      overcommit=overcommit, nested_cache=nested_cache)
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,6 @@ class Hypervisor:
         self.machine.programs = tuple(p for g in guests for p in (g.kernel, *g.modules))
         self.guests: tuple[GuestSpec, ...] = tuple(guests)
         """What each VM runs, by VM id."""
-        self.current = self.vms[0]
         self.slice_used = 0
         self.vpid_tagging = memory_mode == "nested"  # EPT came with VPID-tagged TLBs: no flush on a VM switch
         self.soft_tlb = SoftTlbVmm(self, software_tlb) if base_config.tlb_managed == "software" else None
@@ -370,14 +369,13 @@ class Hypervisor:
         owners = ["free"] * (len(self.machine.memory) // PAGE_SIZE)
         for frame in range(VMM_RESERVED // PAGE_SIZE):
             owners[frame] = "vmm"
-        if self.hostmem is not None:
+        if self.hostmem is not None:  # frames from the pool, wherever they are
             for frame, label in self.hostmem.owner_labels().items():
                 owners[frame] = label
-        for vm in self.vms:
-            if self.hostmem is not None:
-                break
-            for frame in range(vm.base // PAGE_SIZE, (vm.base + vm.size) // PAGE_SIZE):
-                owners[frame] = f"vm{vm.vm_id}"
+        else:  # each VM's contiguous region
+            for vm in self.vms:
+                for frame in range(vm.base // PAGE_SIZE, (vm.base + vm.size) // PAGE_SIZE):
+                    owners[frame] = f"vm{vm.vm_id}"
         for vm in self.vms:
             for part, label in ((vm.nested, "host tables"), (vm.shadow, "shadow tables")):
                 if part is not None:

@@ -23,8 +23,6 @@ def launch_app(args: argparse.Namespace) -> int:
     under_kernel = bool(getattr(args, "kernel", False))
     mode: str | None = getattr(args, "mode", None)  # `--mode MODE`: natively or under the VMM
     memory: str = getattr(args, "memory", None) or "relocation"  # `--memory`: how the VMM virtualizes memory
-    if getattr(args, "overcommit", None) is not None and memory == "relocation":
-        memory = "nested"
     if memory != "relocation" and mode in (None, "native"):
         sys.stderr.write("vizvm: --memory needs a VMM: add --mode trap, bt, pv or hw\n")
         return 2

@@ -51,5 +51,5 @@ def render_vcpu(out: Text, vcpu: VCpuState, s: dict[str, Style], changed: frozen
         held = ", ".join(SHORT_VECTORS.get(v, str(v)) for v in vcpu.pending)
         out.append(f"held for the guest: {held}\n", style=s["old"])
     base, size = vcpu.guest_memory
-    pooled = f"guest memory {size // 1024}K: host pool frames"
-    out.append(f"{pooled if base < 0 else f'guest memory at {base:#x}+{size // 1024}K'}\n", style=s["old"])
+    where = f"{size // 1024}K: host pool frames" if base < 0 else f"at {base:#x}+{size // 1024}K"
+    out.append(f"guest memory {where}\n", style=s["old"])
